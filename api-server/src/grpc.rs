@@ -1,0 +1,110 @@
+//! `jobs.v1.JobService`: each handler parses its request into domain values,
+//! calls the store, and converts the answer back.
+
+use std::pin::Pin;
+
+use futures_util::{Stream, StreamExt};
+use jobs_core::{JobId, ListQuery, NewJob, Store};
+use jobs_proto::{pb, status_filter};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::errors::status;
+
+/// The gRPC face of the store.
+#[derive(Debug, Clone)]
+pub(crate) struct JobsGrpc {
+    store: Store,
+    /// Ends watch streams when the server shuts down, so draining finishes.
+    shutdown: CancellationToken,
+}
+
+impl JobsGrpc {
+    pub(crate) fn new(store: Store, shutdown: CancellationToken) -> Self {
+        Self { store, shutdown }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchJobResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::job_service_server::JobService for JobsGrpc {
+    async fn create_job(
+        &self,
+        request: Request<pb::CreateJobRequest>,
+    ) -> Result<Response<pb::CreateJobResponse>, Status> {
+        let new = NewJob::try_from(request.into_inner()).map_err(status)?;
+        let job = self.store.create(&new).await.map_err(status)?;
+        tracing::debug!(jid = %job.jid, kind = %job.kind, "job created");
+        Ok(Response::new(pb::CreateJobResponse {
+            job: Some(job.into()),
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::GetJobResponse>, Status> {
+        let jid = JobId::parse(&request.get_ref().jid).map_err(status)?;
+        let job = self.store.get(&jid).await.map_err(status)?;
+        Ok(Response::new(pb::GetJobResponse {
+            job: Some(job.into()),
+        }))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let request = request.into_inner();
+        let filter = status_filter(request.status).map_err(status)?;
+        let query = ListQuery::new(request.page_size.into(), &request.page_token, filter)
+            .map_err(status)?;
+        let page = self.store.list(&query).await.map_err(status)?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: page.jobs.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn get_job_result(
+        &self,
+        request: Request<pb::GetJobResultRequest>,
+    ) -> Result<Response<pb::GetJobResultResponse>, Status> {
+        let jid = JobId::parse(&request.get_ref().jid).map_err(status)?;
+        let outcome = self.store.outcome(&jid).await.map_err(status)?;
+        Ok(Response::new(outcome.into()))
+    }
+
+    type WatchJobStream = WatchStream;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let jid = JobId::parse(&request.get_ref().jid).map_err(status)?;
+        let updates = self.store.watch(jid).await.map_err(status)?;
+        let shutdown = self.shutdown.clone();
+        let stream = updates
+            .map(|update| match update {
+                Ok(job) => Ok(pb::WatchJobResponse {
+                    job: Some(job.into()),
+                }),
+                Err(err) => Err(status(err)),
+            })
+            .take_until(async move { shutdown.cancelled().await });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let jid = JobId::parse(&request.get_ref().jid).map_err(status)?;
+        let job = self.store.cancel(&jid).await.map_err(status)?;
+        tracing::info!(%jid, status = %job.status, "cancellation requested");
+        Ok(Response::new(pb::CancelJobResponse {
+            job: Some(job.into()),
+        }))
+    }
+}

@@ -1,0 +1,18 @@
+//! `jobs-api`: the Jobs API server.
+
+use anyhow::Context;
+use clap::Parser;
+use jobs_api::Config;
+use jobs_worker::process;
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    process::init_tracing();
+    let grpc = TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding the gRPC address {}", config.grpc_addr))?;
+    let shutdown = process::shutdown_on_signals();
+    jobs_api::run(&config, grpc, shutdown).await
+}

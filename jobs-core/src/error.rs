@@ -1,0 +1,92 @@
+//! One error type for the crate; the server maps it to gRPC and HTTP in one place.
+
+use crate::{JobId, JobStatus};
+
+/// What can go wrong in a jobs-core operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is not valid; nothing was changed.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// No job has this id.
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// The job has not finished, so it has no result yet.
+    #[error("job {jid} is {status}: its result is not ready yet")]
+    NotReady {
+        /// The job asked about.
+        jid: JobId,
+        /// Its current, non-terminal status.
+        status: JobStatus,
+    },
+    /// The job has already finished, so it cannot be cancelled.
+    #[error("job {jid} has already finished as {status}")]
+    AlreadyFinished {
+        /// The job asked about.
+        jid: JobId,
+        /// Its terminal status.
+        status: JobStatus,
+    },
+    /// Redis cannot be reached (refused, timed out, or the connection dropped).
+    #[error("Redis is unavailable: {0}")]
+    Unavailable(#[source] redis::RedisError),
+    /// Redis answered with an error.
+    #[error("Redis command failed: {0}")]
+    Redis(#[source] redis::RedisError),
+    /// Redis holds data this version cannot read.
+    #[error("unreadable data in Redis: {0}")]
+    Corrupt(String),
+    /// The configuration cannot work (a malformed Redis URL, say).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// True when the operation may succeed if tried again later (Redis down).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(err: redis::RedisError) -> Self {
+        if err.is_io_error()
+            || err.is_connection_refusal()
+            || err.is_timeout()
+            || err.is_connection_dropped()
+            || err.is_unrecoverable_error()
+        {
+            Error::Unavailable(err)
+        } else {
+            Error::Redis(err)
+        }
+    }
+}
+
+/// A request that is not valid, naming the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    field: String,
+    message: String,
+}
+
+impl ValidationError {
+    /// An error about `field` (a path such as `params.message`).
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The field at fault.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What is wrong with it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}

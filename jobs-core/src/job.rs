@@ -1,0 +1,265 @@
+//! The job as the rest of the system sees it, independent of any transport.
+
+use std::{fmt, str::FromStr};
+
+use uuid::Uuid;
+
+use crate::{ValidationError, kinds};
+
+/// A point in time, in UTC, with microsecond precision.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// A kind's options beyond start and end: a JSON object.
+pub type Params = serde_json::Map<String, serde_json::Value>;
+
+/// The largest `params` accepted, measured as compact JSON.
+pub const MAX_PARAMS_BYTES: usize = 64 * 1024;
+
+/// A job's id: a UUID, printed in its hyphenated lowercase form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(Uuid);
+
+impl JobId {
+    /// A fresh random id.
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// Parses a client-supplied id; the error names the field `jid`.
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        Uuid::try_parse(text)
+            .map(Self)
+            .map_err(|_| ValidationError::new("jid", format!("{text:?} is not a job id (a UUID)")))
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Where a job is in its life.
+///
+/// `Queued -> Running -> Success | Error`, and `Cancelled` from `Queued` or
+/// `Running`. The last three are terminal: a job never leaves them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// A worker is running it.
+    Running,
+    /// Finished with an error.
+    Error,
+    /// Finished successfully; its result is stored.
+    Success,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Error,
+        JobStatus::Success,
+        JobStatus::Cancelled,
+    ];
+
+    /// The status's name as stored in Redis and shown in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "QUEUED",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Error => "ERROR",
+            JobStatus::Success => "SUCCESS",
+            JobStatus::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// True for the statuses a job never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Error | JobStatus::Success | JobStatus::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = ValidationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "status",
+                    format!(
+                        "{text:?} is not a status (QUEUED, RUNNING, ERROR, SUCCESS, CANCELLED)"
+                    ),
+                )
+            })
+    }
+}
+
+/// A job and everything known about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Its id.
+    pub jid: JobId,
+    /// Where it is in its life.
+    pub status: JobStatus,
+    /// First integer of its inclusive range.
+    pub start: i64,
+    /// Last integer of its inclusive range.
+    pub end: i64,
+    /// Which handler runs it.
+    pub kind: String,
+    /// Its kind's options; empty when none.
+    pub params: Params,
+    /// When it was accepted.
+    pub create_time: Timestamp,
+    /// When its latest attempt started.
+    pub start_time: Option<Timestamp>,
+    /// When it reached a terminal status.
+    pub end_time: Option<Timestamp>,
+    /// How many times a worker has started it.
+    pub attempts: u32,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
+    /// How far the running attempt has got, from 0.0 to 1.0.
+    pub progress: f64,
+    /// Bumped by every change, so a watcher can drop stale events.
+    pub(crate) version: u64,
+    /// Its place in the creation order; the list's page token.
+    pub(crate) seq: u64,
+}
+
+/// A submission that passed every check: a valid job, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    start: i64,
+    end: i64,
+    kind: &'static str,
+    params: Params,
+}
+
+impl NewJob {
+    /// Checks a submission: `start <= end`, a known kind (`sum` when empty),
+    /// `params` within [`MAX_PARAMS_BYTES`] and accepted by the kind. The
+    /// error names the offending field.
+    pub fn parse(
+        start: i64,
+        end: i64,
+        kind: &str,
+        params: Option<Params>,
+    ) -> Result<Self, ValidationError> {
+        if start > end {
+            return Err(ValidationError::new(
+                "end",
+                format!("end ({end}) must not be less than start ({start})"),
+            ));
+        }
+        let kind = if kind.is_empty() {
+            kinds::DEFAULT
+        } else {
+            kind
+        };
+        let spec = kinds::find(kind).ok_or_else(|| {
+            ValidationError::new(
+                "kind",
+                format!(
+                    "unknown kind {kind:?}; known kinds: {}",
+                    kinds::names().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+        let params = params.unwrap_or_default();
+        let size = serde_json::to_vec(&params).map_or(usize::MAX, |json| json.len());
+        if size > MAX_PARAMS_BYTES {
+            return Err(ValidationError::new(
+                "params",
+                format!(
+                    "params take {size} bytes as JSON; at most {MAX_PARAMS_BYTES} are accepted"
+                ),
+            ));
+        }
+        spec.check(start, end, &params)?;
+        Ok(Self {
+            start,
+            end,
+            kind: spec.name(),
+            params,
+        })
+    }
+
+    /// First integer of the range.
+    pub fn start(&self) -> i64 {
+        self.start
+    }
+
+    /// Last integer of the range.
+    pub fn end(&self) -> i64 {
+        self.end
+    }
+
+    /// The kind, one of [`kinds::names`].
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The kind's options.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_accepts_a_classic_job_and_defaults_the_kind() {
+        let job = NewJob::parse(1, 2, "", None).unwrap();
+        assert_eq!((job.start(), job.end(), job.kind()), (1, 2, "sum"));
+    }
+
+    #[test]
+    fn parse_names_the_field_at_fault() {
+        assert_eq!(NewJob::parse(5, 1, "sum", None).unwrap_err().field(), "end");
+        assert_eq!(
+            NewJob::parse(1, 1, "nope", None).unwrap_err().field(),
+            "kind"
+        );
+        let mut big = Params::new();
+        big.insert("message".into(), "x".repeat(MAX_PARAMS_BYTES).into());
+        assert_eq!(
+            NewJob::parse(1, 1, "fail", Some(big)).unwrap_err().field(),
+            "params"
+        );
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for status in JobStatus::ALL {
+            assert_eq!(status.as_str().parse::<JobStatus>().unwrap(), status);
+        }
+        assert!("FINISHED".parse::<JobStatus>().is_err());
+    }
+
+    #[test]
+    fn job_ids_must_be_uuids() {
+        let jid = JobId::new_random();
+        assert_eq!(JobId::parse(&jid.to_string()).unwrap(), jid);
+        assert_eq!(JobId::parse("42").unwrap_err().field(), "jid");
+    }
+}

@@ -1,0 +1,35 @@
+//! The core of Jobs: the domain types and the one place that knows Redis.
+//!
+//! The API server and the worker both call this crate; neither writes a Redis
+//! command of its own. Nothing here knows gRPC or HTTP.
+//!
+//! # Layout
+//!
+//! - [`job`](Job): the job, its id and status, and [`NewJob`], a validated
+//!   submission (parse, don't validate: a `NewJob` is valid by construction).
+//! - [`kinds`]: the set of job kinds and their parameter checks, so the API
+//!   validates a job without running anything.
+//! - [`Store`]: the client side of Redis: create, read, list, cancel, watch.
+//!   Its module documents every key and its type.
+//! - [`Queue`]: the worker side: claim jobs, report progress, record outcomes.
+//! - `scripts/*.lua`: every state change is one of these atomic scripts.
+//! - [`RedisConfig`]: how every binary finds Redis and its key prefix.
+
+mod config;
+mod error;
+mod job;
+pub mod kinds;
+mod queue;
+mod record;
+mod scripts;
+mod store;
+mod watch;
+
+pub use config::RedisConfig;
+pub use error::{Error, ValidationError};
+pub use job::{Job, JobId, JobStatus, MAX_PARAMS_BYTES, NewJob, Params, Timestamp};
+pub use queue::{Claimed, Finished, Lease, Outcome, ProgressAck, Queue};
+pub use store::{DEFAULT_PAGE_SIZE, JobOutcome, JobPage, ListQuery, MAX_PAGE_SIZE, Store};
+
+/// Result of a fallible jobs-core operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,284 @@
+//! The worker side of the queue: claim jobs, report progress, record outcomes.
+//!
+//! The queue is the stream `{prefix}:queue`, read through the consumer group
+//! `workers` (keys: see the store module). A worker first claims with one
+//! script that reads up to N new entries and marks their jobs RUNNING; only
+//! when that finds nothing does it block in XREADGROUP on a connection of its
+//! own (a blocking read would stall a shared multiplexed connection), and then
+//! marks what the read delivered with the same script. Outcomes are recorded
+//! in batches: one script call acknowledges many finished jobs.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::{Stream, StreamExt};
+use redis::{aio::ConnectionManager, streams::StreamReadReply};
+
+use crate::{
+    Error, Job, JobId, RedisConfig, Result, record, scripts,
+    store::{GROUP, Keys, connect_manager},
+};
+
+/// The worker side of the job store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    client: redis::Client,
+    conn: ConnectionManager,
+    /// Only for blocking reads, which would stall every other command
+    /// sharing a multiplexed connection.
+    blocking: ConnectionManager,
+    keys: Arc<Keys>,
+    consumer: Arc<str>,
+}
+
+/// A worker's hold on one attempt of a job. Every write about the job
+/// carries it, and is refused once the job is no longer this attempt's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    entry_id: String,
+    jid: JobId,
+    attempt: u32,
+}
+
+impl Lease {
+    /// The job held.
+    pub fn jid(&self) -> JobId {
+        self.jid
+    }
+
+    /// Which attempt this is, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// A job this worker now runs.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The job, RUNNING.
+    pub job: Job,
+    /// The worker's hold on it.
+    pub lease: Lease,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The handler returned this result.
+    Success(serde_json::Value),
+    /// The handler failed with this message.
+    Error(String),
+    /// The attempt was stopped because the job was cancelled.
+    Cancelled(String),
+}
+
+/// An attempt's outcome, ready to record.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The attempt.
+    pub lease: Lease,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// What Redis said to a progress report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressAck {
+    /// Recorded; carry on.
+    Recorded,
+    /// Recorded, and the job's cancellation was requested: stop.
+    CancelRequested,
+    /// The job is no longer this attempt's: stop, nothing was written.
+    Lost,
+}
+
+impl Queue {
+    /// Connects as consumer `consumer` (unique per worker process), creating
+    /// the consumer group if it does not exist yet.
+    pub async fn connect(config: &RedisConfig, consumer: impl Into<String>) -> Result<Self> {
+        let client = config.client()?;
+        let conn = connect_manager(&client, config.timeout()).await?;
+        // Long enough for the longest BLOCK the worker asks for.
+        let blocking = connect_manager(&client, config.timeout() + MAX_BLOCK).await?;
+        let queue = Self {
+            client,
+            conn,
+            blocking,
+            keys: Arc::new(Keys::new(&config.key_prefix)),
+            consumer: consumer.into().into(),
+        };
+        queue.ensure_group().await?;
+        Ok(queue)
+    }
+
+    /// The consumer name this worker reads as.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Creates the consumer group at the start of the stream (so entries
+    /// queued before any worker ran are delivered), unless it exists.
+    async fn ensure_group(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.keys.queue())
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Claims up to `max` jobs, marking them RUNNING for this worker. When
+    /// none is queued, waits up to `block` for one; returns an empty list if
+    /// none came.
+    pub async fn claim(&self, max: usize, block: Duration) -> Result<Vec<Claimed>> {
+        let claimed = self.retry_without_group(|| self.mark(max, &[])).await?;
+        if !claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let delivered = self.retry_without_group(|| self.wait(max, block)).await?;
+        if delivered.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.mark(max, &delivered).await
+    }
+
+    /// Runs `op`, recreating the consumer group once if it has gone (the
+    /// stream key was deleted, for instance).
+    async fn retry_without_group<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        match op().await {
+            Err(Error::Redis(err)) if err.code() == Some("NOGROUP") => {
+                self.ensure_group().await?;
+                op().await
+            }
+            other => other,
+        }
+    }
+
+    /// Blocks until new entries are delivered to this consumer or `block`
+    /// passes; returns (entry id, jid) pairs.
+    async fn wait(&self, max: usize, block: Duration) -> Result<Vec<(String, String)>> {
+        let mut conn = self.blocking.clone();
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&*self.consumer)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(block.min(MAX_BLOCK).as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(self.keys.queue())
+            .arg(">")
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|reply| reply.keys)
+            .flat_map(|key| key.ids)
+            .map(|entry| {
+                let jid = entry.get::<String>("jid").unwrap_or_default();
+                (entry.id, jid)
+            })
+            .collect())
+    }
+
+    /// Runs the claim script: over `delivered` entries, or over up to `max`
+    /// new ones it reads itself when `delivered` is empty.
+    async fn mark(&self, max: usize, delivered: &[(String, String)]) -> Result<Vec<Claimed>> {
+        let mut invocation = scripts::CLAIM.key(self.keys.queue());
+        invocation
+            .arg(GROUP)
+            .arg(&*self.consumer)
+            .arg(max)
+            .arg(self.keys.prefix());
+        for (id, jid) in delivered {
+            invocation.arg(id).arg(jid);
+        }
+        let mut conn = self.conn.clone();
+        let rows: Vec<Vec<String>> = invocation.invoke_async(&mut conn).await?;
+        rows.into_iter()
+            .map(|mut row| {
+                if row.is_empty() {
+                    return Err(Error::Corrupt("empty claim row".into()));
+                }
+                let entry_id = row.remove(0);
+                let job = record::job_from_pairs(row)?;
+                let lease = Lease {
+                    entry_id,
+                    jid: job.jid,
+                    attempt: job.attempts,
+                };
+                Ok(Claimed { job, lease })
+            })
+            .collect()
+    }
+
+    /// Records the outcomes of finished attempts, all in one atomic step,
+    /// and acknowledges their queue entries. For each, true when it was
+    /// recorded; false when the job was no longer that attempt's (a
+    /// cancelled-then-finished race, or a lease lost to another worker).
+    pub async fn finish(&self, finished: &[Finished]) -> Result<Vec<bool>> {
+        if finished.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = scripts::FINISH.key(self.keys.queue());
+        invocation.arg(GROUP).arg(self.keys.prefix());
+        for done in finished {
+            let (outcome, payload) = match &done.outcome {
+                Outcome::Success(value) => ("SUCCESS", value.to_string()),
+                Outcome::Error(message) => ("ERROR", message.clone()),
+                Outcome::Cancelled(reason) => ("CANCELLED", reason.clone()),
+            };
+            invocation
+                .arg(&done.lease.entry_id)
+                .arg(done.lease.jid.to_string())
+                .arg(done.lease.attempt)
+                .arg(outcome)
+                .arg(payload);
+        }
+        let mut conn = self.conn.clone();
+        let recorded: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        Ok(recorded.into_iter().map(|flag| flag == 1).collect())
+    }
+
+    /// Records how far an attempt has got (`fraction` from 0 to 1).
+    pub async fn report_progress(&self, lease: &Lease, fraction: f64) -> Result<ProgressAck> {
+        let mut conn = self.conn.clone();
+        let ack: i64 = scripts::PROGRESS
+            .key(self.keys.job(&lease.jid))
+            .key(self.keys.events(&lease.jid))
+            .arg(lease.attempt)
+            .arg(fraction.clamp(0.0, 1.0))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match ack {
+            1 => ProgressAck::Recorded,
+            2 => ProgressAck::CancelRequested,
+            _ => ProgressAck::Lost,
+        })
+    }
+
+    /// The jids of running jobs whose cancellation is requested, as they are
+    /// requested. The stream ends if the connection drops; subscribe again.
+    pub async fn cancel_requests(&self) -> Result<impl Stream<Item = JobId> + Send + 'static> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(self.keys.cancel_channel()).await?;
+        Ok(pubsub.into_on_message().filter_map(|message| async move {
+            let jid: String = message.get_payload().ok()?;
+            JobId::parse(&jid).ok()
+        }))
+    }
+}
+
+/// The longest a blocking read waits; the worker asks for less.
+const MAX_BLOCK: Duration = Duration::from_secs(30);

@@ -1,0 +1,94 @@
+//! The storage representation of a job (a Redis hash of strings) and its
+//! conversion to the domain [`Job`]. Private: nothing outside this crate sees
+//! how a job is stored.
+
+use std::collections::HashMap;
+
+use chrono::DateTime;
+
+use crate::{Error, Job, JobId, JobStatus, Params, Result, Timestamp};
+
+/// Builds a job from a hash's fields, given as HGETALL's flat
+/// `field, value, field, value, ...` sequence.
+pub(crate) fn job_from_pairs<I>(pairs: I) -> Result<Job>
+where
+    I: IntoIterator<Item = String>,
+{
+    let mut fields = HashMap::new();
+    let mut iter = pairs.into_iter();
+    while let (Some(field), Some(value)) = (iter.next(), iter.next()) {
+        fields.insert(field, value);
+    }
+    job_from_fields(&fields)
+}
+
+/// Builds a job from a hash read as a map.
+pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .ok_or_else(|| Error::Corrupt(format!("job hash lacks field {name:?}")))
+    };
+    let number = |name: &str| -> Result<i64> {
+        let value = text(name)?;
+        value
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("job field {name:?} is not an integer: {value:?}")))
+    };
+    let time = |name: &str| -> Result<Option<Timestamp>> {
+        match fields.get(name) {
+            None => Ok(None),
+            Some(value) => value
+                .parse()
+                .ok()
+                .and_then(DateTime::from_timestamp_micros)
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::Corrupt(format!("job field {name:?} is not a time: {value:?}"))
+                }),
+        }
+    };
+
+    let jid = JobId::parse(text("jid")?).map_err(|err| Error::Corrupt(err.to_string()))?;
+    let status: JobStatus = text("status")?
+        .parse()
+        .map_err(|err: crate::ValidationError| Error::Corrupt(err.to_string()))?;
+    let params = match fields.get("params").map(String::as_str) {
+        None | Some("") => Params::new(),
+        Some(json) => serde_json::from_str(json)
+            .map_err(|err| Error::Corrupt(format!("job params are not a JSON object: {err}")))?,
+    };
+    let create_time = time("create_time")?
+        .ok_or_else(|| Error::Corrupt("job hash lacks field \"create_time\"".into()))?;
+    let progress = fields
+        .get("progress")
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap_or(0.0);
+
+    Ok(Job {
+        jid,
+        status,
+        start: number("start")?,
+        end: number("end")?,
+        kind: text("kind")?.clone(),
+        params,
+        create_time,
+        start_time: time("start_time")?,
+        end_time: time("end_time")?,
+        attempts: u32::try_from(number("attempts")?)
+            .map_err(|_| Error::Corrupt("job attempts out of range".into()))?,
+        error: fields.get("error").filter(|e| !e.is_empty()).cloned(),
+        progress,
+        version: u64::try_from(number("version")?).unwrap_or(0),
+        seq: u64::try_from(number("seq")?).unwrap_or(0),
+    })
+}
+
+/// Micros since the epoch, as the scripts write them, to a timestamp.
+pub(crate) fn micros_to_time(micros: &str) -> Result<Timestamp> {
+    micros
+        .parse()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| Error::Corrupt(format!("not a time: {micros:?}")))
+}

@@ -1,0 +1,416 @@
+//! The client side of Redis: create, read, list, cancel and watch jobs.
+//!
+//! # Keys
+//!
+//! Every key lives under one prefix (`JOBS_KEY_PREFIX`, default `jobs`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{prefix}:job:{jid}` | hash | the job: `jid`, `status`, `start`, `end`, `kind`, `params` (JSON object or empty), `create_time`, `start_time`, `end_time` (µs since the Unix epoch, Redis's clock; absent until known), `attempts`, `error`, `progress` (0..1), `version` (bumped by every change), `seq` (creation order), `worker` (consumer that holds it), `cancel` (`1` once cancellation of a running job was requested) |
+//! | `{prefix}:result:{jid}` | string | the result of a successful job, as JSON |
+//! | `{prefix}:queue` | stream | one entry per queued job, field `jid`, read by consumer group `workers`; an entry is acknowledged and deleted when its job finishes |
+//! | `{prefix}:seq` | string | the creation counter that gives each job its `seq` |
+//! | `{prefix}:index` | sorted set | every job's jid, scored by `seq`: the list, newest first |
+//! | `{prefix}:status:{STATUS}` | sorted set | the jids with that status, scored by `seq`: the filtered list |
+//! | `{prefix}:events:{jid}` | pub/sub channel | the job hash after each change, as a JSON array `[field, value, ...]` |
+//! | `{prefix}:cancel` | pub/sub channel | jids of running jobs whose cancellation was requested, for their workers |
+//!
+//! Every state change is one Lua script (`scripts/`), so it is atomic and
+//! guarded: a finished job never goes back to RUNNING or QUEUED.
+
+use std::{sync::Arc, time::Duration};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+
+use crate::{
+    Error, Job, JobId, JobStatus, NewJob, RedisConfig, Result, ValidationError, record, scripts,
+    watch::WatchHub,
+};
+
+/// The consumer group every worker reads the queue through.
+pub(crate) const GROUP: &str = "workers";
+
+/// Page size when a list request gives none.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// The largest page a list request gets; larger requests are cut to it.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// The reason stored on a job cancelled by a client.
+const CANCEL_REASON: &str = "cancelled by request";
+
+/// The names of every key, derived from the prefix.
+#[derive(Debug)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) fn job(&self, jid: &JobId) -> String {
+        format!("{}:job:{jid}", self.prefix)
+    }
+
+    pub(crate) fn result(&self, jid: &JobId) -> String {
+        format!("{}:result:{jid}", self.prefix)
+    }
+
+    pub(crate) fn events(&self, jid: &JobId) -> String {
+        format!("{}:events:{jid}", self.prefix)
+    }
+
+    pub(crate) fn queue(&self) -> String {
+        format!("{}:queue", self.prefix)
+    }
+
+    pub(crate) fn seq(&self) -> String {
+        format!("{}:seq", self.prefix)
+    }
+
+    pub(crate) fn index(&self) -> String {
+        format!("{}:index", self.prefix)
+    }
+
+    pub(crate) fn status(&self, status: JobStatus) -> String {
+        format!("{}:status:{status}", self.prefix)
+    }
+
+    pub(crate) fn cancel_channel(&self) -> String {
+        format!("{}:cancel", self.prefix)
+    }
+}
+
+/// Opens a self-reconnecting, multiplexed connection whose commands fail
+/// with [`Error::Unavailable`] after `timeout` instead of hanging.
+pub(crate) async fn connect_manager(
+    client: &redis::Client,
+    timeout: Duration,
+) -> Result<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1));
+    Ok(client.get_connection_manager_with_config(config).await?)
+}
+
+/// The client side of the job store. Cheap to clone: clones share one
+/// multiplexed connection and one pub/sub subscription.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    keys: Arc<Keys>,
+    hub: Arc<WatchHub>,
+}
+
+/// Which page of jobs to list. Built by [`ListQuery::new`], which checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    page_size: usize,
+    after_seq: Option<u64>,
+    status: Option<JobStatus>,
+}
+
+impl ListQuery {
+    /// `page_size` 0 means [`DEFAULT_PAGE_SIZE`]; above [`MAX_PAGE_SIZE`] it
+    /// is cut to that. `page_token` is empty for the first page, otherwise a
+    /// token from [`JobPage::next_page_token`].
+    pub fn new(
+        page_size: i64,
+        page_token: &str,
+        status: Option<JobStatus>,
+    ) -> Result<Self, ValidationError> {
+        let page_size = match usize::try_from(page_size) {
+            Ok(0) => DEFAULT_PAGE_SIZE,
+            Ok(size) => size.min(MAX_PAGE_SIZE),
+            Err(_) => {
+                return Err(ValidationError::new(
+                    "page_size",
+                    format!("must not be negative (got {page_size})"),
+                ));
+            }
+        };
+        let after_seq = if page_token.is_empty() {
+            None
+        } else {
+            Some(page_token.parse().map_err(|_| {
+                ValidationError::new(
+                    "page_token",
+                    format!("{page_token:?} is not a page token this server issued"),
+                )
+            })?)
+        };
+        Ok(Self {
+            page_size,
+            after_seq,
+            status,
+        })
+    }
+
+    /// The most jobs the page holds.
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+}
+
+/// One page of jobs, newest first.
+#[derive(Debug, Clone)]
+pub struct JobPage {
+    /// The jobs.
+    pub jobs: Vec<Job>,
+    /// The token for the next page; `None` on the last page.
+    pub next_page_token: Option<String>,
+}
+
+/// The outcome of a finished job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    /// The job's id.
+    pub jid: JobId,
+    /// Its terminal status.
+    pub status: JobStatus,
+    /// What its handler returned, when it succeeded.
+    pub result: Option<serde_json::Value>,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Connects to the Redis of `config`.
+    pub async fn connect(config: &RedisConfig) -> Result<Self> {
+        let client = config.client()?;
+        let conn = connect_manager(&client, config.timeout()).await?;
+        Ok(Self {
+            conn,
+            keys: Arc::new(Keys::new(&config.key_prefix)),
+            hub: Arc::new(WatchHub::new(client)),
+        })
+    }
+
+    /// Checks that Redis answers.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Saves a new job and queues it, in one atomic step, and returns it.
+    pub async fn create(&self, new: &NewJob) -> Result<Job> {
+        let jid = JobId::new_random();
+        let params = if new.params().is_empty() {
+            String::new()
+        } else {
+            serde_json::Value::Object(new.params().clone()).to_string()
+        };
+        let mut conn = self.conn.clone();
+        let (create_time, seq): (String, u64) = scripts::CREATE
+            .key(self.keys.job(&jid))
+            .key(self.keys.queue())
+            .key(self.keys.index())
+            .key(self.keys.seq())
+            .key(self.keys.status(JobStatus::Queued))
+            .arg(jid.to_string())
+            .arg(new.start())
+            .arg(new.end())
+            .arg(new.kind())
+            .arg(params)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(Job {
+            jid,
+            status: JobStatus::Queued,
+            start: new.start(),
+            end: new.end(),
+            kind: new.kind().to_owned(),
+            params: new.params().clone(),
+            create_time: record::micros_to_time(&create_time)?,
+            start_time: None,
+            end_time: None,
+            attempts: 0,
+            error: None,
+            progress: 0.0,
+            version: 1,
+            seq,
+        })
+    }
+
+    /// The job with id `jid`.
+    pub async fn get(&self, jid: &JobId) -> Result<Job> {
+        let mut conn = self.conn.clone();
+        let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.job(jid))
+            .query_async(&mut conn)
+            .await?;
+        if fields.is_empty() {
+            return Err(Error::NotFound(*jid));
+        }
+        record::job_from_fields(&fields)
+    }
+
+    /// One page of jobs, newest first. Jobs created while a client pages sort
+    /// before its first page, so paging never shows a gap or a duplicate.
+    pub async fn list(&self, query: &ListQuery) -> Result<JobPage> {
+        let index = match query.status {
+            Some(status) => self.keys.status(status),
+            None => self.keys.index(),
+        };
+        let max = match query.after_seq {
+            Some(seq) => format!("({seq}"),
+            None => "+inf".to_owned(),
+        };
+        let mut conn = self.conn.clone();
+        let (more, pages): (i64, Vec<Vec<String>>) = scripts::LIST
+            .key(index)
+            .arg(self.keys.prefix())
+            .arg(max)
+            .arg(query.page_size)
+            .invoke_async(&mut conn)
+            .await?;
+        let jobs = pages
+            .into_iter()
+            .map(record::job_from_pairs)
+            .collect::<Result<Vec<_>>>()?;
+        let next_page_token = match jobs.last() {
+            Some(last) if more == 1 => Some(last.seq.to_string()),
+            _ => None,
+        };
+        Ok(JobPage {
+            jobs,
+            next_page_token,
+        })
+    }
+
+    /// The outcome of a finished job; [`Error::NotReady`] while it is queued
+    /// or running.
+    pub async fn outcome(&self, jid: &JobId) -> Result<JobOutcome> {
+        let mut conn = self.conn.clone();
+        let (fields, result): (std::collections::HashMap<String, String>, Option<String>) =
+            redis::pipe()
+                .cmd("HGETALL")
+                .arg(self.keys.job(jid))
+                .cmd("GET")
+                .arg(self.keys.result(jid))
+                .query_async(&mut conn)
+                .await?;
+        if fields.is_empty() {
+            return Err(Error::NotFound(*jid));
+        }
+        let job = record::job_from_fields(&fields)?;
+        if !job.status.is_terminal() {
+            return Err(Error::NotReady {
+                jid: *jid,
+                status: job.status,
+            });
+        }
+        let result = match (job.status, result) {
+            (JobStatus::Success, Some(json)) => Some(
+                serde_json::from_str(&json)
+                    .map_err(|err| Error::Corrupt(format!("result of job {jid}: {err}")))?,
+            ),
+            _ => None,
+        };
+        Ok(JobOutcome {
+            jid: *jid,
+            status: job.status,
+            result,
+            error: job.error,
+        })
+    }
+
+    /// Cancels a job: a queued one ends CANCELLED at once; a running one is
+    /// flagged and its worker told to stop (it then ends CANCELLED). Returns
+    /// the job after the request; [`Error::AlreadyFinished`] for a job that
+    /// has finished.
+    pub async fn cancel(&self, jid: &JobId) -> Result<Job> {
+        let mut conn = self.conn.clone();
+        let mut reply: Vec<String> = scripts::CANCEL
+            .key(self.keys.job(jid))
+            .key(self.keys.events(jid))
+            .key(self.keys.cancel_channel())
+            .key(self.keys.status(JobStatus::Queued))
+            .key(self.keys.status(JobStatus::Cancelled))
+            .arg(jid.to_string())
+            .arg(CANCEL_REASON)
+            .invoke_async(&mut conn)
+            .await?;
+        if reply.is_empty() {
+            return Err(Error::NotFound(*jid));
+        }
+        let outcome = reply.remove(0);
+        let job = record::job_from_pairs(reply)?;
+        match outcome.as_str() {
+            "finished" => Err(Error::AlreadyFinished {
+                jid: *jid,
+                status: job.status,
+            }),
+            _ => Ok(job),
+        }
+    }
+
+    /// Follows a job: yields its current state at once, then every change,
+    /// and ends after a terminal state. [`Error::NotFound`] (from this call,
+    /// not the stream) when there is no such job.
+    ///
+    /// It subscribes before it reads, and drops events no newer than what it
+    /// has sent, so no change between the read and the subscription is lost.
+    pub async fn watch(
+        &self,
+        jid: JobId,
+    ) -> Result<impl Stream<Item = Result<Job>> + Send + 'static> {
+        let channel = self.keys.events(&jid);
+        let mut subscription = self.hub.subscribe(&channel).await?;
+        let current = self.get(&jid).await?;
+        let (tx, rx) = mpsc::channel(16);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut last_version = current.version;
+            let mut finished = current.status.is_terminal();
+            if tx.send(Ok(current)).await.is_err() {
+                return;
+            }
+            while !finished {
+                let event = tokio::select! {
+                    () = tx.closed() => return,
+                    event = subscription.recv() => event,
+                };
+                let job = match event {
+                    Some(job) => job,
+                    // The shared subscription lost its connection: subscribe
+                    // again and re-read, so no change in the gap is missed.
+                    None => {
+                        let again = async {
+                            subscription = store.hub.subscribe(&channel).await?;
+                            store.get(&jid).await
+                        };
+                        match again.await {
+                            Ok(job) => job,
+                            Err(err) => {
+                                let _ = tx.send(Err(err)).await;
+                                return;
+                            }
+                        }
+                    }
+                };
+                if job.version <= last_version {
+                    continue;
+                }
+                last_version = job.version;
+                finished = job.status.is_terminal();
+                if tx.send(Ok(job)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+}

@@ -1,0 +1,128 @@
+//! Test support: a real Redis for each test, and a key prefix of its own.
+//!
+//! When `REDIS_URL` is set, tests share that server and stay apart by prefix;
+//! otherwise each [`TestRedis`] starts a private `redis-server` on a free port
+//! and stops it when dropped. Either way the test's keys are deleted at the
+//! end, so a shared Redis keeps no trace of the run.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// A Redis server and a key prefix that belong to one test.
+#[derive(Debug)]
+pub struct TestRedis {
+    url: String,
+    prefix: String,
+    server: Option<Child>,
+}
+
+impl TestRedis {
+    /// `REDIS_URL`'s server if set, otherwise a private one.
+    pub fn start() -> Self {
+        match std::env::var("REDIS_URL") {
+            Ok(url) if !url.is_empty() => Self::with_url(url, None),
+            _ => Self::private(),
+        }
+    }
+
+    /// Always a private `redis-server` (for tests that stop or restart it).
+    pub fn private() -> Self {
+        let port = free_port();
+        let server = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server (is it installed? Debian: apt-get install redis-server)");
+        Self::with_url(format!("redis://127.0.0.1:{port}"), Some(server))
+    }
+
+    fn with_url(url: String, server: Option<Child>) -> Self {
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let redis = Self {
+            url,
+            prefix,
+            server,
+        };
+        redis.wait_until_ready();
+        redis
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// This test's key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A plain connection, for a test that inspects keys directly.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url.as_str())
+            .and_then(|client| client.get_connection())
+            .expect("connect to the test Redis")
+    }
+
+    /// The keys under this test's prefix.
+    pub fn keys(&self) -> Vec<String> {
+        let mut conn = self.connection();
+        let keys: redis::Iter<'_, String> = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(format!("{}:*", self.prefix))
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+            .iter(&mut conn)
+            .expect("scan the test's keys");
+        keys.collect::<Result<_, _>>()
+            .expect("scan the test's keys")
+    }
+
+    fn wait_until_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ping = redis::Client::open(self.url.as_str())
+                .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
+            match ping {
+                Ok(_) => return,
+                Err(err) if Instant::now() > deadline => {
+                    panic!("Redis at {} did not answer: {err}", self.url)
+                }
+                Err(_) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        if let Some(server) = &mut self.server {
+            let _ = server.kill();
+            let _ = server.wait();
+            return;
+        }
+        let keys = self.keys();
+        if !keys.is_empty() {
+            let mut conn = self.connection();
+            for chunk in keys.chunks(500) {
+                let _ = redis::cmd("DEL").arg(chunk).query::<()>(&mut conn);
+            }
+        }
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("find a free port")
+}
