@@ -83,6 +83,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                     "error: cannot reach the Jobs server at {} ({err:#}); start it, or point --server / JOBS_SERVER at it",
                     cli.server
                 );
+            } else if let Some(status) = err.downcast_ref::<tonic::Status>() {
+                eprintln!("error: {}", status.message());
             } else {
                 eprintln!("error: {err:#}");
             }

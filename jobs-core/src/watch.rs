@@ -67,11 +67,9 @@ impl WatchHub {
             watchers.push((id, tx));
             watchers.len() == 1
         };
-        if first {
-            if let Err(err) = sink.subscribe(channel).await {
-                connection.remove_route(channel, id);
-                return Err(err.into());
-            }
+        if first && let Err(err) = sink.subscribe(channel).await {
+            connection.remove_route(channel, id);
+            return Err(err.into());
         }
         drop(sink);
         Ok(Subscription {

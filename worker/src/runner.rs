@@ -19,6 +19,7 @@ use tokio::{
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::handlers::{JobContext, Registry};
 
@@ -120,10 +121,10 @@ impl Runner {
         let handler = self.registry.get(&job.kind);
         let running = self.running.clone();
         let queue = self.queue.clone();
+        let span =
+            tracing::info_span!("job", jid = %job.jid, kind = %job.kind, attempt = lease.attempt());
         async move {
             let jid = job.jid;
-            let span =
-                tracing::info_span!("job", %jid, kind = %job.kind, attempt = lease.attempt());
             let _slot = slot;
             let cancel = CancellationToken::new();
             lock(&running).insert(jid, cancel.clone());
@@ -150,14 +151,15 @@ impl Runner {
                 }
             };
             lock(&running).remove(&jid);
-            span.in_scope(|| match &outcome {
+            match &outcome {
                 Outcome::Success(_) => tracing::debug!("succeeded"),
                 Outcome::Error(error) => tracing::info!(%error, "failed"),
                 Outcome::Cancelled(_) => tracing::info!("cancelled"),
-            });
+            }
             // The recorder outlives every job task, so this cannot fail.
             let _ = done.send(Finished { lease, outcome });
         }
+        .instrument(span)
     }
 }
 

@@ -1,0 +1,186 @@
+//! Starts the real API server (and, when asked, workers) on port 0 against
+//! the test's own Redis prefix, and hands back a connected gRPC client.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{future::Future, time::Duration};
+
+use clap::Parser;
+use jobs_api::Config;
+use jobs_core::RedisConfig;
+use jobs_proto::pb::{self, job_service_client::JobServiceClient};
+use jobs_testkit::TestRedis;
+use jobs_worker::{Registry, WorkerConfig};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub struct TestApp {
+    pub redis: TestRedis,
+    pub client: JobServiceClient<Channel>,
+    pub channel: Channel,
+    pub addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    workers: Vec<(CancellationToken, JoinHandle<Result<(), jobs_core::Error>>)>,
+}
+
+impl TestApp {
+    /// The API server alone: jobs stay QUEUED until a worker is started.
+    pub async fn start() -> Self {
+        let redis = TestRedis::start();
+        let config = Config::parse_from([
+            "jobs-api",
+            "--redis-url",
+            redis.url(),
+            "--key-prefix",
+            redis.prefix(),
+        ]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { jobs_api::run(&config, listener, shutdown).await }
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Self {
+            redis,
+            client: JobServiceClient::new(channel.clone()),
+            channel,
+            addr,
+            shutdown,
+            server: Some(server),
+            workers: Vec::new(),
+        }
+    }
+
+    /// The API server with one worker running the built-in handlers.
+    pub async fn with_worker() -> Self {
+        let mut app = Self::start().await;
+        app.start_worker(Registry::builtin(), 4);
+        app
+    }
+
+    pub fn redis_config(&self) -> RedisConfig {
+        RedisConfig::new(self.redis.url(), self.redis.prefix())
+    }
+
+    /// Starts one more worker with these handlers and this concurrency.
+    pub fn start_worker(&mut self, registry: Registry, concurrency: usize) {
+        let redis = self.redis_config();
+        let config = WorkerConfig {
+            concurrency: concurrency.try_into().unwrap(),
+            name: Some(format!("test-worker-{}", self.workers.len())),
+        };
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { jobs_worker::run(&redis, &config, registry, shutdown).await }
+        });
+        self.workers.push((shutdown, handle));
+    }
+
+    pub async fn create(&mut self, start: i64, end: i64, kind: &str) -> pb::Job {
+        self.create_with(start, end, kind, None).await
+    }
+
+    pub async fn create_with(
+        &mut self,
+        start: i64,
+        end: i64,
+        kind: &str,
+        params: Option<serde_json::Value>,
+    ) -> pb::Job {
+        let params = params.map(|p| jobs_proto::params_to_struct(p.as_object().unwrap().clone()));
+        self.client
+            .create_job(pb::CreateJobRequest {
+                start,
+                end,
+                kind: kind.into(),
+                params,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .job
+            .unwrap()
+    }
+
+    pub async fn get(&mut self, jid: &str) -> pb::Job {
+        self.client
+            .get_job(pb::GetJobRequest { jid: jid.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .job
+            .unwrap()
+    }
+
+    /// Follows the job until it ends; returns its final state.
+    pub async fn wait_finished(&mut self, jid: &str) -> pb::Job {
+        let mut stream = self
+            .client
+            .watch_job(pb::WatchJobRequest { jid: jid.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut last = None;
+        within(Duration::from_secs(30), async {
+            while let Some(update) = stream.message().await.unwrap() {
+                last = update.job;
+            }
+        })
+        .await;
+        let job = last.expect("the watch sent at least one state");
+        assert!(
+            is_terminal(job.status()),
+            "the watch ended before the job did: {job:?}"
+        );
+        job
+    }
+
+    /// Stops the workers (letting jobs in flight finish), then the server.
+    pub async fn stop(mut self) {
+        self.stop_workers().await;
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn stop_workers(&mut self) {
+        for (shutdown, handle) in self.workers.drain(..) {
+            shutdown.cancel();
+            handle.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        for (shutdown, _) in &self.workers {
+            shutdown.cancel();
+        }
+    }
+}
+
+pub fn is_terminal(status: pb::JobStatus) -> bool {
+    matches!(
+        status,
+        pb::JobStatus::Success | pb::JobStatus::Error | pb::JobStatus::Cancelled
+    )
+}
+
+/// Fails the test if `future` takes longer than `limit` (a hang guard, not
+/// a speed assertion).
+pub async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, future)
+        .await
+        .expect("timed out: the awaited event never came")
+}

@@ -1,0 +1,204 @@
+//! The worker against a real Redis: the real binary, the concurrency limit,
+//! and handlers that misbehave.
+
+#![allow(clippy::unwrap_used)] // a test fails loudly on the first broken assumption
+
+use std::{
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use jobs_core::{Job, JobId, JobStatus, NewJob, RedisConfig, Store};
+use jobs_testkit::TestRedis;
+use jobs_worker::{JobContext, JobFailure, Registry, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+async fn store(redis: &TestRedis) -> Store {
+    Store::connect(&RedisConfig::new(redis.url(), redis.prefix()))
+        .await
+        .unwrap()
+}
+
+async fn submit(store: &Store, start: i64, end: i64, kind: &str) -> JobId {
+    store
+        .create(&NewJob::parse(start, end, kind, None).unwrap())
+        .await
+        .unwrap()
+        .jid
+}
+
+/// Waits (bounded) until the job is terminal.
+async fn finished(store: &Store, jid: JobId) -> Job {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = store.get(&jid).await.unwrap();
+        if job.status.is_terminal() {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {jid} never finished: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn spawn_worker(
+    redis: &TestRedis,
+    registry: Registry,
+    concurrency: usize,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let config = RedisConfig::new(redis.url(), redis.prefix());
+    let worker = WorkerConfig {
+        concurrency: concurrency.try_into().unwrap(),
+        name: None,
+    };
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        jobs_worker::run(&config, &worker, registry, token)
+            .await
+            .unwrap();
+    });
+    (shutdown, handle)
+}
+
+#[tokio::test]
+async fn the_worker_binary_runs_queued_jobs_and_exits_cleanly_on_sigterm() {
+    let redis = TestRedis::start();
+    let store = store(&redis).await;
+    // Queued before any worker exists: the worker must still find them.
+    let jobs = [
+        submit(&store, 1, 100, "sum").await,
+        submit(&store, 1, 1, "fail").await,
+    ];
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
+        .env("REDIS_URL", redis.url())
+        .env("JOBS_KEY_PREFIX", redis.prefix())
+        .env("JOBS_WORKER_CONCURRENCY", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    assert_eq!(finished(&store, jobs[0]).await.status, JobStatus::Success);
+    assert_eq!(
+        store.outcome(&jobs[0]).await.unwrap().result,
+        Some(5050.into())
+    );
+    assert_eq!(finished(&store, jobs[1]).await.status, JobStatus::Error);
+
+    let pid = worker.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = worker.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "jobs-worker exited with {status}");
+}
+
+#[tokio::test]
+async fn the_worker_binary_rejects_a_zero_concurrency() {
+    let output = Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
+        .env("JOBS_WORKER_CONCURRENCY", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("concurrency"), "{stderr}");
+}
+
+#[tokio::test]
+async fn no_more_jobs_run_at_once_than_the_concurrency() {
+    let redis = TestRedis::start();
+    let store = store(&redis).await;
+    let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let gauge = {
+        let (now, peak) = (now.clone(), peak.clone());
+        move |_ctx: JobContext| {
+            let (now, peak) = (now.clone(), peak.clone());
+            async move {
+                let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(running, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok(serde_json::Value::Null)
+            }
+        }
+    };
+    let mut jids = Vec::new();
+    for _ in 0..12 {
+        jids.push(submit(&store, 0, 1, "sleep").await);
+    }
+    let (shutdown, handle) = spawn_worker(&redis, Registry::builtin().with("sleep", gauge), 3);
+    for jid in jids {
+        assert_eq!(finished(&store, jid).await.status, JobStatus::Success);
+    }
+    assert_eq!(peak.load(Ordering::SeqCst), 3);
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_panicking_or_failing_handler_fails_only_its_own_job() {
+    let redis = TestRedis::start();
+    let store = store(&redis).await;
+    let registry = Registry::builtin().with("sum", |ctx: JobContext| async move {
+        if ctx.job().start == 13 {
+            panic!("unlucky number");
+        }
+        Err::<serde_json::Value, _>(JobFailure::new(format!(
+            "no sums today ({})",
+            ctx.job().start
+        )))
+    });
+    let (shutdown, handle) = spawn_worker(&redis, registry, 2);
+    let unlucky = submit(&store, 13, 14, "sum").await;
+    let refused = submit(&store, 1, 2, "sum").await;
+    let fine = submit(&store, 0, 1, "sleep").await;
+
+    let job = finished(&store, unlucky).await;
+    assert_eq!(job.status, JobStatus::Error);
+    assert_eq!(
+        job.error.as_deref(),
+        Some("the handler panicked: unlucky number")
+    );
+    let job = finished(&store, refused).await;
+    assert_eq!(job.error.as_deref(), Some("no sums today (1)"));
+    assert_eq!(finished(&store, fine).await.status, JobStatus::Success);
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_jobs_in_flight_finish() {
+    let redis = TestRedis::start();
+    let store = store(&redis).await;
+    let (shutdown, handle) = spawn_worker(&redis, Registry::builtin(), 2);
+    let jid = submit(&store, 0, 300, "sleep").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.get(&jid).await.unwrap().status != JobStatus::Running {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    handle.await.unwrap();
+    assert_eq!(store.get(&jid).await.unwrap().status, JobStatus::Success);
+}
