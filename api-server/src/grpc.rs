@@ -34,8 +34,9 @@ impl pb::job_service_server::JobService for JobsGrpc {
         request: Request<pb::CreateJobRequest>,
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
         let new = NewJob::try_from(request.into_inner()).map_err(status)?;
-        let job = self.store.create(&new).await.map_err(status)?;
-        tracing::debug!(jid = %job.jid, kind = %job.kind, "job created");
+        let created = self.store.create(&new).await.map_err(status)?;
+        let job = created.job;
+        tracing::debug!(jid = %job.jid, kind = %job.kind, replayed = created.replayed, "job created");
         Ok(Response::new(pb::CreateJobResponse {
             job: Some(job.into()),
         }))

@@ -10,18 +10,23 @@
 //!   call the store, convert back. No job logic lives there.
 //! - `errors`: the one place where store errors become gRPC statuses.
 
+mod auth;
 mod errors;
 mod grpc;
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use jobs_core::{RedisConfig, Store};
+use jobs_core::{JobDefaults, RedisConfig, Retention, Store};
 use jobs_proto::pb::job_service_server::JobServiceServer;
 use jobs_worker::{Registry, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+
+/// The job service's name, as health checks ask for it.
+const JOB_SERVICE: &str = "jobs.v1.JobService";
 
 /// The largest gRPC message the server accepts.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -44,6 +49,19 @@ pub struct Config {
     #[arg(long, env = "JOBS_DEV")]
     pub dev: bool,
 
+    /// What jobs get when they do not say.
+    #[command(flatten)]
+    pub defaults: JobDefaults,
+
+    /// How long finished jobs and results are kept.
+    #[command(flatten)]
+    pub retention: Retention,
+
+    /// A bearer token every call must carry (`authorization: Bearer …`),
+    /// except the health service. Unset: no authentication.
+    #[arg(long, env = "JOBS_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
     /// Settings of the in-process workers, used with --dev.
     #[command(flatten)]
     pub worker: WorkerConfig,
@@ -58,23 +76,25 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = Store::connect(&config.redis)
         .await
-        .with_context(|| format!("connecting to Redis at {}", config.redis.url()))?;
+        .with_context(|| format!("Redis at {}", config.redis.url()))?
+        .with_defaults(config.defaults.clone())
+        .with_retention(config.retention);
 
     let dev_worker = config.dev.then(|| {
-        let (redis, worker, shutdown) = (
+        let (redis, worker, retention, shutdown) = (
             config.redis.clone(),
             config.worker.clone(),
+            config.retention,
             shutdown.clone(),
         );
         tokio::spawn(async move {
-            jobs_worker::run(&redis, &worker, Registry::builtin(), shutdown).await
+            jobs_worker::run(&redis, &worker, retention, Registry::builtin(), shutdown).await
         })
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<JobServiceServer<grpc::JobsGrpc>>()
-        .await;
+    tokio::spawn(report_health(store.clone(), health, shutdown.clone()));
+    let auth = auth::BearerToken::new(config.api_token.clone());
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(jobs_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -87,12 +107,12 @@ pub async fn run(
     let jobs = JobServiceServer::new(grpc::JobsGrpc::new(store, shutdown.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
-    tracing::info!(addr = %grpc.local_addr()?, dev = config.dev, "gRPC listening");
+    tracing::info!(addr = %grpc.local_addr()?, dev = config.dev, auth = config.api_token.is_some(), "gRPC listening");
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(jobs)
+        .add_service(InterceptedService::new(reflection_v1, auth.clone()))
+        .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
+        .add_service(InterceptedService::new(jobs, auth))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.cancelled())
         .await
         .context("gRPC server")?;
@@ -101,4 +121,33 @@ pub async fn run(
         worker.await.context("in-process worker")??;
     }
     Ok(())
+}
+
+/// Keeps the gRPC health status in step with Redis: NOT_SERVING while Redis
+/// does not answer, so orchestrators route around the outage.
+async fn report_health(
+    store: Store,
+    health: tonic_health::server::HealthReporter,
+    shutdown: CancellationToken,
+) {
+    let mut serving = None;
+    loop {
+        let up = store.ping().await.is_ok();
+        if serving != Some(up) {
+            let status = if up {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tracing::warn!("Redis does not answer: reporting NOT_SERVING");
+                tonic_health::ServingStatus::NotServing
+            };
+            for service in ["", JOB_SERVICE] {
+                health.set_service_status(service, status).await;
+            }
+            serving = Some(up);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
 }

@@ -271,6 +271,7 @@ async fn errors_carry_the_right_codes_and_name_the_field() {
                         .unwrap()
                         .clone(),
                 )),
+                ..Default::default()
             },
             "params:",
         ),
@@ -285,6 +286,7 @@ async fn errors_carry_the_right_codes_and_name_the_field() {
                         .unwrap()
                         .clone(),
                 )),
+                ..Default::default()
             },
             "params.fail_attempts:",
         ),

@@ -125,6 +125,7 @@ async fn execute(cli: &Cli) -> anyhow::Result<()> {
                 end: *end,
                 kind: kind.clone(),
                 params: Some(parse_params(params)?),
+                ..Default::default()
             };
             let job = JobServiceClient::new(channel)
                 .create_job(request)

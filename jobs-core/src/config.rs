@@ -70,3 +70,70 @@ impl RedisConfig {
             .map_err(|err| crate::Error::Config(format!("Redis URL {url:?}: {err}")))
     }
 }
+
+/// What a job gets when its submission does not say (the API's settings).
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobDefaults {
+    /// Attempts a job gets before it ends FINISHED -- ERROR, unless it asks
+    /// for another number.
+    #[arg(long, env = "JOBS_MAX_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::job::MAX_ATTEMPTS)))]
+    pub max_attempts: u32,
+
+    /// How long one attempt may run before it is stopped and counts as
+    /// failed, in milliseconds, unless the job asks for another timeout.
+    #[arg(long, env = "JOBS_RUN_TIMEOUT_MS", default_value_t = 2 * 3600 * 1000,
+          value_parser = clap::value_parser!(u64).range(1..=24 * 3600 * 1000))]
+    pub run_timeout_ms: u64,
+
+    /// How long an idempotency key is remembered, in seconds: a repeat
+    /// within this window returns the job first created.
+    #[arg(long, env = "JOBS_IDEMPOTENCY_TTL_SECS", default_value_t = 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idempotency_ttl_secs: u64,
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            run_timeout_ms: 2 * 3600 * 1000,
+            idempotency_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+/// How long finished jobs and results are kept, so Redis memory stays
+/// bounded. Both the API (cancelled jobs) and the workers apply it.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Retention {
+    /// How long a finished job is kept, in seconds; then it is deleted and
+    /// leaves the list.
+    #[arg(long, env = "JOBS_RETENTION_SECS", default_value_t = 7 * 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_secs: u64,
+
+    /// How long a result is kept, in seconds.
+    #[arg(long, env = "JOBS_RESULT_TTL_SECS", default_value_t = 7 * 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub result_ttl_secs: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            retention_secs: 7 * 24 * 3600,
+            result_ttl_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+impl Retention {
+    pub(crate) fn job_ms(&self) -> u64 {
+        self.retention_secs.saturating_mul(1000)
+    }
+
+    pub(crate) fn result_ms(&self) -> u64 {
+        self.result_ttl_secs.saturating_mul(1000)
+    }
+}

@@ -1,6 +1,6 @@
 //! The job as the rest of the system sees it, independent of any transport.
 
-use std::{fmt, str::FromStr};
+use std::{fmt, str::FromStr, time::Duration};
 
 use uuid::Uuid;
 
@@ -14,6 +14,12 @@ pub type Params = serde_json::Map<String, serde_json::Value>;
 
 /// The largest `params` accepted, measured as compact JSON.
 pub const MAX_PARAMS_BYTES: usize = 64 * 1024;
+/// The most attempts a job may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// The longest run timeout a job may ask for: one day.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The longest idempotency key accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
 /// A job's id: a UUID, printed in its hyphenated lowercase form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -138,10 +144,66 @@ pub struct Job {
     pub error: Option<String>,
     /// How far the running attempt has got, from 0.0 to 1.0.
     pub progress: f64,
+    /// How many attempts it gets before it ends ERROR.
+    pub max_attempts: u32,
+    /// How long one attempt may run before it is stopped and counts as failed.
+    pub timeout: Duration,
+    /// Every attempt so far, oldest first.
+    pub history: Vec<Attempt>,
     /// Bumped by every change, so a watcher can drop stale events.
     pub(crate) version: u64,
     /// Its place in the creation order; the list's page token.
     pub(crate) seq: u64,
+    /// The fencing token of the current (or last) lease.
+    pub(crate) lease: u64,
+}
+
+/// One attempt at running a job, as its history records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Attempt {
+    /// Which attempt, from 1; `None` for a run handed back at shutdown,
+    /// which does not count.
+    #[serde(default)]
+    pub number: Option<u32>,
+    /// The worker that ran it.
+    #[serde(default)]
+    pub worker: String,
+    /// When it started.
+    #[serde(default, deserialize_with = "micros_opt")]
+    pub start_time: Option<Timestamp>,
+    /// When it ended.
+    #[serde(default, deserialize_with = "micros_opt")]
+    pub end_time: Option<Timestamp>,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Why it failed, if it did.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AttemptOutcome {
+    /// The handler succeeded.
+    Success,
+    /// The handler failed (or timed out); the job was retried if attempts remained.
+    Failed,
+    /// The handler failed for good; no retry.
+    Error,
+    /// The job was cancelled while it ran.
+    Cancelled,
+    /// Its worker shut down and handed the job back; not counted.
+    Release,
+    /// Its worker stopped renewing the lease (killed, lost, paused).
+    Lost,
+}
+
+fn micros_opt<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Timestamp>, D::Error> {
+    let text = <Option<String> as serde::Deserialize>::deserialize(de)?;
+    Ok(text
+        .and_then(|micros| micros.parse().ok())
+        .and_then(chrono::DateTime::from_timestamp_micros))
 }
 
 /// A submission that passed every check: a valid job, ready to store.
@@ -151,6 +213,9 @@ pub struct NewJob {
     end: i64,
     kind: &'static str,
     params: Params,
+    max_attempts: Option<u32>,
+    timeout: Option<Duration>,
+    idempotency_key: Option<String>,
 }
 
 impl NewJob {
@@ -199,7 +264,72 @@ impl NewJob {
             end,
             kind: spec.name(),
             params,
+            max_attempts: None,
+            timeout: None,
+            idempotency_key: None,
         })
+    }
+
+    /// Sets how many attempts the job gets (1 to [`MAX_ATTEMPTS`]); without
+    /// it the server's default applies.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Result<Self, ValidationError> {
+        if !(1..=MAX_ATTEMPTS).contains(&attempts) {
+            return Err(ValidationError::new(
+                "max_attempts",
+                format!("must be from 1 to {MAX_ATTEMPTS} (got {attempts})"),
+            ));
+        }
+        self.max_attempts = Some(attempts);
+        Ok(self)
+    }
+
+    /// Sets how long one attempt may run (1 ms to [`MAX_TIMEOUT`]); without
+    /// it the server's default applies.
+    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, ValidationError> {
+        if timeout < Duration::from_millis(1) || timeout > MAX_TIMEOUT {
+            return Err(ValidationError::new(
+                "timeout",
+                format!(
+                    "must be from 1 ms to {} s (got {timeout:?})",
+                    MAX_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        self.timeout = Some(timeout);
+        Ok(self)
+    }
+
+    /// Sets an idempotency key: a repeat of the same submission with the same
+    /// key, within the server's window, returns the job first created.
+    pub fn with_idempotency_key(mut self, key: &str) -> Result<Self, ValidationError> {
+        if key.is_empty()
+            || key.len() > MAX_IDEMPOTENCY_KEY_BYTES
+            || key.chars().any(char::is_control)
+        {
+            return Err(ValidationError::new(
+                "idempotency_key",
+                format!(
+                    "must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes with no control characters"
+                ),
+            ));
+        }
+        self.idempotency_key = Some(key.to_owned());
+        Ok(self)
+    }
+
+    /// The attempts asked for, if any.
+    pub fn max_attempts(&self) -> Option<u32> {
+        self.max_attempts
+    }
+
+    /// The run timeout asked for, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The idempotency key, if any.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
     }
 
     /// First integer of the range.
@@ -246,6 +376,38 @@ mod tests {
             NewJob::parse(1, 1, "fail", Some(big)).unwrap_err().field(),
             "params"
         );
+    }
+
+    #[test]
+    fn options_are_checked_and_name_their_field() {
+        let job = NewJob::parse(1, 2, "", None).unwrap();
+        assert_eq!(
+            job.clone().with_max_attempts(0).unwrap_err().field(),
+            "max_attempts"
+        );
+        assert_eq!(
+            job.clone().with_max_attempts(101).unwrap_err().field(),
+            "max_attempts"
+        );
+        assert_eq!(
+            job.clone()
+                .with_timeout(Duration::ZERO)
+                .unwrap_err()
+                .field(),
+            "timeout"
+        );
+        assert_eq!(
+            job.clone().with_idempotency_key("").unwrap_err().field(),
+            "idempotency_key"
+        );
+        let job = job
+            .with_max_attempts(5)
+            .and_then(|j| j.with_timeout(Duration::from_secs(3)))
+            .and_then(|j| j.with_idempotency_key("order-42"))
+            .unwrap();
+        assert_eq!(job.max_attempts(), Some(5));
+        assert_eq!(job.timeout(), Some(Duration::from_secs(3)));
+        assert_eq!(job.idempotency_key(), Some("order-42"));
     }
 
     #[test]

@@ -25,11 +25,14 @@ mod scripts;
 mod store;
 mod watch;
 
-pub use config::RedisConfig;
+pub use config::{JobDefaults, RedisConfig, Retention};
 pub use error::{Error, ValidationError};
-pub use job::{Job, JobId, JobStatus, MAX_PARAMS_BYTES, NewJob, Params, Timestamp};
-pub use queue::{Claimed, Finished, Lease, Outcome, ProgressAck, Queue};
-pub use store::{DEFAULT_PAGE_SIZE, JobOutcome, JobPage, ListQuery, MAX_PAGE_SIZE, Store};
+pub use job::{
+    Attempt, AttemptOutcome, Job, JobId, JobStatus, MAX_ATTEMPTS, MAX_IDEMPOTENCY_KEY_BYTES,
+    MAX_PARAMS_BYTES, MAX_TIMEOUT, NewJob, Params, Timestamp,
+};
+pub use queue::{Claimed, Finished, Lease, LeaseAck, Outcome, Queue, QueueSettings, Recovered};
+pub use store::{Created, DEFAULT_PAGE_SIZE, JobOutcome, JobPage, ListQuery, MAX_PAGE_SIZE, Store};
 
 /// Result of a fallible jobs-core operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,6 +7,18 @@
 //! own (a blocking read would stall a shared multiplexed connection), and then
 //! marks what the read delivered with the same script. Outcomes are recorded
 //! in batches: one script call acknowledges many finished jobs.
+//!
+//! # Leases
+//!
+//! A claimed job is leased to its worker until `lease_until` (Redis's clock).
+//! The worker renews all its leases together well before they lapse; each
+//! renewal also re-claims the job's stream entry, resetting its idle time.
+//! Every write about the job carries the lease's fencing token (bumped by
+//! every take) and is refused once the token is stale or the lease lapsed.
+//! Recovery, run periodically by every worker, finds entries idle for longer
+//! than a lease with XAUTOCLAIM: their worker stopped renewing, so the
+//! attempt is recorded as lost and the job queued again (or ended ERROR when
+//! it has no attempts left).
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,9 +26,27 @@ use futures_util::{Stream, StreamExt};
 use redis::{aio::ConnectionManager, streams::StreamReadReply};
 
 use crate::{
-    Error, Job, JobId, RedisConfig, Result, record, scripts,
+    Error, Job, JobId, RedisConfig, Result, Retention, record, scripts,
     store::{GROUP, Keys, connect_manager},
 };
+
+/// The worker-side policy the scripts apply.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSettings {
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
+    /// How long finished jobs and results are kept.
+    pub retention: Retention,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            retention: Retention::default(),
+        }
+    }
+}
 
 /// The worker side of the job store. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -28,6 +58,7 @@ pub struct Queue {
     blocking: ConnectionManager,
     keys: Arc<Keys>,
     consumer: Arc<str>,
+    settings: QueueSettings,
 }
 
 /// A worker's hold on one attempt of a job. Every write about the job
@@ -37,6 +68,7 @@ pub struct Lease {
     entry_id: String,
     jid: JobId,
     attempt: u32,
+    token: u64,
 }
 
 impl Lease {
@@ -65,10 +97,21 @@ pub struct Claimed {
 pub enum Outcome {
     /// The handler returned this result.
     Success(serde_json::Value),
-    /// The handler failed with this message.
+    /// The attempt failed; the job is retried after `retry_in` if it has
+    /// attempts left, and ends ERROR otherwise.
+    Failed {
+        /// Why it failed.
+        error: String,
+        /// The backoff before the next attempt.
+        retry_in: Duration,
+    },
+    /// The attempt failed in a way no retry can fix: the job ends ERROR.
     Error(String),
     /// The attempt was stopped because the job was cancelled.
     Cancelled(String),
+    /// The worker is shutting down: the job goes back on the queue at once,
+    /// and the attempt does not count.
+    Released(String),
 }
 
 /// An attempt's outcome, ready to record.
@@ -80,21 +123,47 @@ pub struct Finished {
     pub outcome: Outcome,
 }
 
-/// What Redis said to a progress report.
+/// What Redis said to a lease renewal or a progress report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressAck {
-    /// Recorded; carry on.
-    Recorded,
-    /// Recorded, and the job's cancellation was requested: stop.
+pub enum LeaseAck {
+    /// Done; carry on.
+    Held,
+    /// Done, and the job's cancellation was requested: stop.
     CancelRequested,
-    /// The job is no longer this attempt's: stop, nothing was written.
+    /// The job is no longer this lease's: stop, nothing was written.
     Lost,
+}
+
+impl LeaseAck {
+    fn from_reply(reply: i64) -> Self {
+        match reply {
+            1 => LeaseAck::Held,
+            2 => LeaseAck::CancelRequested,
+            _ => LeaseAck::Lost,
+        }
+    }
+}
+
+/// What one recovery pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Jobs whose lease had lapsed (or whose delivery was never taken),
+    /// queued again.
+    pub requeued: u64,
+    /// Jobs whose lease lapsed on their last attempt, ended ERROR.
+    pub failed: u64,
+    /// Jobs past their retention, removed from the indexes.
+    pub forgotten: u64,
 }
 
 impl Queue {
     /// Connects as consumer `consumer` (unique per worker process), creating
     /// the consumer group if it does not exist yet.
-    pub async fn connect(config: &RedisConfig, consumer: impl Into<String>) -> Result<Self> {
+    pub async fn connect(
+        config: &RedisConfig,
+        consumer: impl Into<String>,
+        settings: QueueSettings,
+    ) -> Result<Self> {
         let client = config.client()?;
         let conn = connect_manager(&client, config.timeout()).await?;
         // Long enough for the longest BLOCK the worker asks for.
@@ -105,6 +174,7 @@ impl Queue {
             blocking,
             keys: Arc::new(Keys::new(&config.key_prefix)),
             consumer: consumer.into().into(),
+            settings,
         };
         queue.ensure_group().await?;
         Ok(queue)
@@ -113,6 +183,15 @@ impl Queue {
     /// The consumer name this worker reads as.
     pub fn consumer(&self) -> &str {
         &self.consumer
+    }
+
+    /// The policy this queue applies.
+    pub fn settings(&self) -> &QueueSettings {
+        &self.settings
+    }
+
+    fn lease_ms(&self) -> u64 {
+        u64::try_from(self.settings.lease.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Creates the consumer group at the start of the stream (so entries
@@ -197,10 +276,12 @@ impl Queue {
     async fn mark(&self, max: usize, delivered: &[(String, String)]) -> Result<Vec<Claimed>> {
         let mut invocation = scripts::CLAIM.key(self.keys.queue());
         invocation
+            .key(self.keys.delayed())
             .arg(GROUP)
             .arg(&*self.consumer)
             .arg(max)
-            .arg(self.keys.prefix());
+            .arg(self.keys.prefix())
+            .arg(self.lease_ms());
         for (id, jid) in delivered {
             invocation.arg(id).arg(jid);
         }
@@ -217,34 +298,44 @@ impl Queue {
                     entry_id,
                     jid: job.jid,
                     attempt: job.attempts,
+                    token: job.lease,
                 };
                 Ok(Claimed { job, lease })
             })
             .collect()
     }
 
-    /// Records the outcomes of finished attempts, all in one atomic step,
-    /// and acknowledges their queue entries. For each, true when it was
-    /// recorded; false when the job was no longer that attempt's (a
-    /// cancelled-then-finished race, or a lease lost to another worker).
+    /// Records how attempts ended, all in one atomic step, and acknowledges
+    /// their queue entries. For each, true when it was recorded; false when
+    /// the job was no longer that lease's (cancelled and finished, or the
+    /// lease lapsed and the job was given to another worker).
     pub async fn finish(&self, finished: &[Finished]) -> Result<Vec<bool>> {
         if finished.is_empty() {
             return Ok(Vec::new());
         }
         let mut invocation = scripts::FINISH.key(self.keys.queue());
-        invocation.arg(GROUP).arg(self.keys.prefix());
+        invocation
+            .key(self.keys.delayed())
+            .key(self.keys.expiry())
+            .arg(GROUP)
+            .arg(self.keys.prefix())
+            .arg(self.settings.retention.job_ms())
+            .arg(self.settings.retention.result_ms());
         for done in finished {
-            let (outcome, payload) = match &done.outcome {
-                Outcome::Success(value) => ("SUCCESS", value.to_string()),
-                Outcome::Error(message) => ("ERROR", message.clone()),
-                Outcome::Cancelled(reason) => ("CANCELLED", reason.clone()),
+            let (outcome, payload, delay) = match &done.outcome {
+                Outcome::Success(value) => ("SUCCESS", value.to_string(), Duration::ZERO),
+                Outcome::Failed { error, retry_in } => ("FAILED", error.clone(), *retry_in),
+                Outcome::Error(error) => ("ERROR", error.clone(), Duration::ZERO),
+                Outcome::Cancelled(reason) => ("CANCELLED", reason.clone(), Duration::ZERO),
+                Outcome::Released(reason) => ("RELEASE", reason.clone(), Duration::ZERO),
             };
             invocation
                 .arg(&done.lease.entry_id)
                 .arg(done.lease.jid.to_string())
-                .arg(done.lease.attempt)
+                .arg(done.lease.token)
                 .arg(outcome)
-                .arg(payload);
+                .arg(payload)
+                .arg(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
         }
         let mut conn = self.conn.clone();
         let recorded: Vec<i64> = invocation.invoke_async(&mut conn).await?;
@@ -252,20 +343,63 @@ impl Queue {
     }
 
     /// Records how far an attempt has got (`fraction` from 0 to 1).
-    pub async fn report_progress(&self, lease: &Lease, fraction: f64) -> Result<ProgressAck> {
+    pub async fn report_progress(&self, lease: &Lease, fraction: f64) -> Result<LeaseAck> {
         let mut conn = self.conn.clone();
         let ack: i64 = scripts::PROGRESS
             .key(self.keys.job(&lease.jid))
             .key(self.keys.events(&lease.jid))
-            .arg(lease.attempt)
+            .arg(lease.token)
             .arg(fraction.clamp(0.0, 1.0))
             .invoke_async(&mut conn)
             .await?;
-        Ok(match ack {
-            1 => ProgressAck::Recorded,
-            2 => ProgressAck::CancelRequested,
-            _ => ProgressAck::Lost,
-        })
+        Ok(LeaseAck::from_reply(ack))
+    }
+
+    /// Extends the leases held, all in one step; one answer per lease.
+    pub async fn renew(&self, leases: &[Lease]) -> Result<Vec<LeaseAck>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = scripts::RENEW.key(self.keys.queue());
+        invocation
+            .arg(GROUP)
+            .arg(&*self.consumer)
+            .arg(self.keys.prefix())
+            .arg(self.lease_ms());
+        for lease in leases {
+            invocation
+                .arg(&lease.entry_id)
+                .arg(lease.jid.to_string())
+                .arg(lease.token);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        Ok(replies.into_iter().map(LeaseAck::from_reply).collect())
+    }
+
+    /// Gives back the jobs of workers whose leases lapsed, and drops jobs
+    /// past their retention from the indexes.
+    pub async fn recover(&self) -> Result<Recovered> {
+        let run = || async {
+            let mut conn = self.conn.clone();
+            let (requeued, failed, forgotten): (u64, u64, u64) = scripts::RECOVER
+                .key(self.keys.queue())
+                .key(self.keys.expiry())
+                .key(self.keys.index())
+                .arg(GROUP)
+                .arg(&*self.consumer)
+                .arg(self.keys.prefix())
+                .arg(self.lease_ms())
+                .arg(self.settings.retention.job_ms())
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(Recovered {
+                requeued,
+                failed,
+                forgotten,
+            })
+        };
+        self.retry_without_group(run).await
     }
 
     /// The jids of running jobs whose cancellation is requested, as they are

@@ -64,6 +64,16 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
         .get("progress")
         .and_then(|value| value.parse::<f64>().ok())
         .unwrap_or(0.0);
+    let history = match fields.get("history").map(String::as_str) {
+        // cjson writes an empty Lua table as an object.
+        None | Some("" | "{}") => Vec::new(),
+        Some(json) => serde_json::from_str(json)
+            .map_err(|err| Error::Corrupt(format!("job history is not readable: {err}")))?,
+    };
+    let count = |name: &str| -> Result<u32> {
+        u32::try_from(number(name)?)
+            .map_err(|_| Error::Corrupt(format!("job field {name:?} out of range")))
+    };
 
     Ok(Job {
         jid,
@@ -75,20 +85,19 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
         create_time,
         start_time: time("start_time")?,
         end_time: time("end_time")?,
-        attempts: u32::try_from(number("attempts")?)
-            .map_err(|_| Error::Corrupt("job attempts out of range".into()))?,
+        attempts: count("attempts")?,
         error: fields.get("error").filter(|e| !e.is_empty()).cloned(),
         progress,
+        max_attempts: count("max_attempts")?,
+        timeout: std::time::Duration::from_millis(
+            u64::try_from(number("timeout_ms")?).unwrap_or_default(),
+        ),
+        history,
         version: u64::try_from(number("version")?).unwrap_or(0),
         seq: u64::try_from(number("seq")?).unwrap_or(0),
+        lease: fields
+            .get("lease")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0),
     })
-}
-
-/// Micros since the epoch, as the scripts write them, to a timestamp.
-pub(crate) fn micros_to_time(micros: &str) -> Result<Timestamp> {
-    micros
-        .parse()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(|| Error::Corrupt(format!("not a time: {micros:?}")))
 }

@@ -19,3 +19,5 @@ script!(FINISH, "finish.lua");
 script!(PROGRESS, "progress.lua");
 script!(CANCEL, "cancel.lua");
 script!(LIST, "list.lua");
+script!(RENEW, "renew.lua");
+script!(RECOVER, "recover.lua");

@@ -6,8 +6,11 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{prefix}:job:{jid}` | hash | the job: `jid`, `status`, `start`, `end`, `kind`, `params` (JSON object or empty), `create_time`, `start_time`, `end_time` (µs since the Unix epoch, Redis's clock; absent until known), `attempts`, `error`, `progress` (0..1), `version` (bumped by every change), `seq` (creation order), `worker` (consumer that holds it), `cancel` (`1` once cancellation of a running job was requested) |
-//! | `{prefix}:result:{jid}` | string | the result of a successful job, as JSON |
+//! | `{prefix}:job:{jid}` | hash | the job: `jid`, `status`, `start`, `end`, `kind`, `params` (JSON object or empty), `create_time`, `start_time`, `end_time` (µs since the Unix epoch, Redis's clock; absent until known), `attempts`, `max_attempts`, `timeout_ms`, `error` (the latest), `progress` (0..1), `history` (JSON array, one object per attempt), `version` (bumped by every change), `seq` (creation order), `lease` (fencing token, bumped by every take), `lease_until` (ms; while RUNNING), `worker` (consumer that holds it), `cancel` (`1` once cancellation of a running job was requested). Expires after the retention once finished |
+//! | `{prefix}:result:{jid}` | string | the result of a successful job, as JSON; expires after the result TTL |
+//! | `{prefix}:delayed` | sorted set | jids waiting out a retry backoff, scored by due time (ms); claims move due ones to the queue |
+//! | `{prefix}:expiry` | sorted set | finished jids scored by when their hash expires (ms), so recovery can drop them from the indexes |
+//! | `{prefix}:idem:{key}` | hash | an idempotency key: `jid` and `fingerprint` (SHA-1 of the submission); expires after the idempotency window |
 //! | `{prefix}:queue` | stream | one entry per queued job, field `jid`, read by consumer group `workers`; an entry is acknowledged and deleted when its job finishes |
 //! | `{prefix}:seq` | string | the creation counter that gives each job its `seq` |
 //! | `{prefix}:index` | sorted set | every job's jid, scored by `seq`: the list, newest first |
@@ -25,8 +28,8 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 
 use crate::{
-    Error, Job, JobId, JobStatus, NewJob, RedisConfig, Result, ValidationError, record, scripts,
-    watch::WatchHub,
+    Error, Job, JobDefaults, JobId, JobStatus, NewJob, RedisConfig, Result, Retention,
+    ValidationError, record, scripts, watch::WatchHub,
 };
 
 /// The consumer group every worker reads the queue through.
@@ -88,6 +91,18 @@ impl Keys {
     pub(crate) fn cancel_channel(&self) -> String {
         format!("{}:cancel", self.prefix)
     }
+
+    pub(crate) fn delayed(&self) -> String {
+        format!("{}:delayed", self.prefix)
+    }
+
+    pub(crate) fn expiry(&self) -> String {
+        format!("{}:expiry", self.prefix)
+    }
+
+    fn idempotency(&self, key: &str) -> String {
+        format!("{}:idem:{key}", self.prefix)
+    }
 }
 
 /// Opens a self-reconnecting, multiplexed connection whose commands fail
@@ -104,13 +119,55 @@ pub(crate) async fn connect_manager(
     Ok(client.get_connection_manager_with_config(config).await?)
 }
 
+/// A connection opened on first use, so that a Redis that is down when the
+/// process starts delays nothing but the calls that need it.
+#[derive(Debug)]
+struct LazyConnection {
+    client: redis::Client,
+    timeout: Duration,
+    manager: tokio::sync::OnceCell<ConnectionManager>,
+}
+
+impl LazyConnection {
+    async fn get(&self) -> Result<ConnectionManager> {
+        if let Some(manager) = self.manager.get() {
+            return Ok(manager.clone());
+        }
+        // A hung Redis must not hold the caller longer than one timeout.
+        let connect = self
+            .manager
+            .get_or_try_init(|| connect_manager(&self.client, self.timeout));
+        match tokio::time::timeout(self.timeout, connect).await {
+            Ok(manager) => manager.cloned(),
+            Err(_) => Err(Error::Unavailable(redis::RedisError::from(
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connecting to Redis timed out",
+                ),
+            ))),
+        }
+    }
+}
+
 /// The client side of the job store. Cheap to clone: clones share one
 /// multiplexed connection and one pub/sub subscription.
 #[derive(Debug, Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Arc<LazyConnection>,
     keys: Arc<Keys>,
     hub: Arc<WatchHub>,
+    defaults: Arc<JobDefaults>,
+    retention: Retention,
+}
+
+/// A job just accepted.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The job.
+    pub job: Job,
+    /// True when an earlier submission with the same idempotency key created
+    /// it, and this one created nothing.
+    pub replayed: bool,
 }
 
 /// Which page of jobs to list. Built by [`ListQuery::new`], which checks it.
@@ -187,66 +244,100 @@ pub struct JobOutcome {
 
 impl Store {
     /// Connects to the Redis of `config`.
+    ///
+    /// Only a bad configuration fails here: an unreachable Redis makes each
+    /// call fail with [`Error::Unavailable`] until it is back, so the server
+    /// can start (and answer) before Redis does.
     pub async fn connect(config: &RedisConfig) -> Result<Self> {
         let client = config.client()?;
-        let conn = connect_manager(&client, config.timeout()).await?;
+        let conn = Arc::new(LazyConnection {
+            client: client.clone(),
+            timeout: config.timeout(),
+            manager: tokio::sync::OnceCell::new(),
+        });
+        if let Err(err) = conn.get().await {
+            tracing::warn!(%err, url = %config.url(), "Redis is not reachable yet; calls fail as unavailable until it is");
+        }
         Ok(Self {
             conn,
             keys: Arc::new(Keys::new(&config.key_prefix)),
             hub: Arc::new(WatchHub::new(client)),
+            defaults: Arc::new(JobDefaults::default()),
+            retention: Retention::default(),
         })
+    }
+
+    /// Uses these defaults for jobs that do not set their own.
+    pub fn with_defaults(mut self, defaults: JobDefaults) -> Self {
+        self.defaults = Arc::new(defaults);
+        self
+    }
+
+    /// Keeps cancelled jobs for this long.
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Checks that Redis answers.
     pub async fn ping(&self) -> Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get().await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
         Ok(())
     }
 
     /// Saves a new job and queues it, in one atomic step, and returns it.
-    pub async fn create(&self, new: &NewJob) -> Result<Job> {
+    /// With an idempotency key already used for the same submission within
+    /// the window, returns the job first created instead, and creates
+    /// nothing; used for another submission, it is refused.
+    pub async fn create(&self, new: &NewJob) -> Result<Created> {
         let jid = JobId::new_random();
         let params = if new.params().is_empty() {
             String::new()
         } else {
             serde_json::Value::Object(new.params().clone()).to_string()
         };
-        let mut conn = self.conn.clone();
-        let (create_time, seq): (String, u64) = scripts::CREATE
+        let max_attempts = new.max_attempts().unwrap_or(self.defaults.max_attempts);
+        let timeout_ms = new.timeout().map_or(self.defaults.run_timeout_ms, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
+        });
+        let idempotency_key = new.idempotency_key().unwrap_or_default();
+        let mut conn = self.conn.get().await?;
+        let (outcome, fields): (String, Vec<String>) = scripts::CREATE
             .key(self.keys.job(&jid))
             .key(self.keys.queue())
             .key(self.keys.index())
             .key(self.keys.seq())
             .key(self.keys.status(JobStatus::Queued))
+            .key(self.keys.idempotency(idempotency_key))
             .arg(jid.to_string())
             .arg(new.start())
             .arg(new.end())
             .arg(new.kind())
             .arg(params)
+            .arg(max_attempts)
+            .arg(timeout_ms)
+            .arg(idempotency_key)
+            .arg(self.defaults.idempotency_ttl_secs.saturating_mul(1000))
+            .arg(self.keys.prefix())
             .invoke_async(&mut conn)
             .await?;
-        Ok(Job {
-            jid,
-            status: JobStatus::Queued,
-            start: new.start(),
-            end: new.end(),
-            kind: new.kind().to_owned(),
-            params: new.params().clone(),
-            create_time: record::micros_to_time(&create_time)?,
-            start_time: None,
-            end_time: None,
-            attempts: 0,
-            error: None,
-            progress: 0.0,
-            version: 1,
-            seq,
-        })
+        match outcome.as_str() {
+            "mismatch" => Err(ValidationError::new(
+                "idempotency_key",
+                "already used for a different job within the idempotency window",
+            )
+            .into()),
+            replay => Ok(Created {
+                job: record::job_from_pairs(fields)?,
+                replayed: replay == "existing",
+            }),
+        }
     }
 
     /// The job with id `jid`.
     pub async fn get(&self, jid: &JobId) -> Result<Job> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get().await?;
         let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.keys.job(jid))
             .query_async(&mut conn)
@@ -268,7 +359,7 @@ impl Store {
             Some(seq) => format!("({seq}"),
             None => "+inf".to_owned(),
         };
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get().await?;
         let (more, pages): (i64, Vec<Vec<String>>) = scripts::LIST
             .key(index)
             .arg(self.keys.prefix())
@@ -293,7 +384,7 @@ impl Store {
     /// The outcome of a finished job; [`Error::NotReady`] while it is queued
     /// or running.
     pub async fn outcome(&self, jid: &JobId) -> Result<JobOutcome> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get().await?;
         let (fields, result): (std::collections::HashMap<String, String>, Option<String>) =
             redis::pipe()
                 .cmd("HGETALL")
@@ -332,15 +423,18 @@ impl Store {
     /// the job after the request; [`Error::AlreadyFinished`] for a job that
     /// has finished.
     pub async fn cancel(&self, jid: &JobId) -> Result<Job> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get().await?;
         let mut reply: Vec<String> = scripts::CANCEL
             .key(self.keys.job(jid))
             .key(self.keys.events(jid))
             .key(self.keys.cancel_channel())
             .key(self.keys.status(JobStatus::Queued))
             .key(self.keys.status(JobStatus::Cancelled))
+            .key(self.keys.delayed())
+            .key(self.keys.expiry())
             .arg(jid.to_string())
             .arg(CANCEL_REASON)
+            .arg(self.retention.job_ms())
             .invoke_async(&mut conn)
             .await?;
         if reply.is_empty() {

@@ -6,14 +6,17 @@
 use std::time::Duration;
 
 use jobs_core::{
-    Error, Finished, JobStatus, NewJob, Outcome, ProgressAck, Queue, RedisConfig, Store,
+    AttemptOutcome, Error, Finished, JobStatus, LeaseAck, ListQuery, NewJob, Outcome, Queue,
+    QueueSettings, Recovered, RedisConfig, Retention, Store,
 };
 use jobs_testkit::TestRedis;
 
 async fn setup(redis: &TestRedis) -> (Store, Queue) {
     let config = RedisConfig::new(redis.url(), redis.prefix());
     let store = Store::connect(&config).await.unwrap();
-    let queue = Queue::connect(&config, "test-consumer").await.unwrap();
+    let queue = Queue::connect(&config, "test-consumer", QueueSettings::default())
+        .await
+        .unwrap();
     (store, queue)
 }
 
@@ -42,7 +45,8 @@ async fn create_saves_and_queues_in_one_step() {
     let job = store
         .create(&NewJob::parse(1, 2, "sum", None).unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .job;
     assert_eq!(job.status, JobStatus::Queued);
     assert_eq!(store.get(&job.jid).await.unwrap(), job);
     assert_eq!(stream_len(&redis), 1);
@@ -68,7 +72,8 @@ async fn a_finished_job_never_changes_again() {
     let job = store
         .create(&NewJob::parse(1, 3, "sum", None).unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .job;
     let claimed = queue.claim(10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let lease = claimed[0].lease.clone();
@@ -92,7 +97,7 @@ async fn a_finished_job_never_changes_again() {
     assert_eq!(queue.finish(&[late]).await.unwrap(), [false]);
     assert_eq!(
         queue.report_progress(&lease, 0.5).await.unwrap(),
-        ProgressAck::Lost
+        LeaseAck::Lost
     );
     assert_eq!(store.get(&job.jid).await.unwrap(), done);
     assert_eq!(
@@ -123,6 +128,7 @@ async fn claims_come_in_batches_and_skip_cancelled_jobs() {
                 .create(&NewJob::parse(i, i, "sum", None).unwrap())
                 .await
                 .unwrap()
+                .job
                 .jid,
         );
     }
@@ -159,7 +165,8 @@ async fn a_blocked_claim_wakes_for_a_new_job() {
     let job = store
         .create(&NewJob::parse(1, 1, "sum", None).unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .job;
     let claimed = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("the blocked read woke up")
@@ -177,13 +184,14 @@ async fn cancelling_a_running_job_flags_it_for_its_worker() {
     let job = store
         .create(&NewJob::parse(0, 10_000, "sleep", None).unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .job;
     let lease = queue.claim(1, Duration::from_millis(100)).await.unwrap()[0]
         .lease
         .clone();
     assert_eq!(
         queue.report_progress(&lease, 0.1).await.unwrap(),
-        ProgressAck::Recorded
+        LeaseAck::Held
     );
     assert_eq!(
         store.cancel(&job.jid).await.unwrap().status,
@@ -191,7 +199,7 @@ async fn cancelling_a_running_job_flags_it_for_its_worker() {
     );
     assert_eq!(
         queue.report_progress(&lease, 0.2).await.unwrap(),
-        ProgressAck::CancelRequested
+        LeaseAck::CancelRequested
     );
     let stopped = Finished {
         lease,
@@ -204,15 +212,334 @@ async fn cancelling_a_running_job_flags_it_for_its_worker() {
 }
 
 #[tokio::test]
-async fn an_unreachable_redis_is_reported_as_unavailable() {
+async fn an_unreachable_redis_is_reported_as_unavailable_promptly() {
     let config = RedisConfig::new(
         format!("redis://127.0.0.1:{}", jobs_testkit::free_port()),
         "x",
     );
-    let err = Store::connect(&config).await.unwrap_err();
+    // The server may start before Redis: connecting succeeds, calls fail.
+    let store = Store::connect(&config).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = store.ping().await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
+    let err = store
+        .create(&NewJob::parse(1, 2, "sum", None).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered in {:?}",
+        started.elapsed()
+    );
     let err = Store::connect(&RedisConfig::new("not a url", "x"))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
+}
+
+/// A queue whose leases last `lease`.
+async fn queue_with_lease(redis: &TestRedis, consumer: &str, lease: Duration) -> Queue {
+    let config = RedisConfig::new(redis.url(), redis.prefix());
+    let settings = QueueSettings {
+        lease,
+        ..QueueSettings::default()
+    };
+    Queue::connect(&config, consumer, settings).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_lapsed_lease_is_recovered_and_its_late_writes_refused() {
+    let redis = TestRedis::start();
+    let (store, _) = setup(&redis).await;
+    let lease = Duration::from_millis(300);
+    let dead = queue_with_lease(&redis, "dead-worker", lease).await;
+    let alive = queue_with_lease(&redis, "live-worker", lease).await;
+    let job = store
+        .create(&NewJob::parse(1, 3, "sum", None).unwrap())
+        .await
+        .unwrap()
+        .job;
+    let stale = dead
+        .claim(1, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+
+    // While the lease runs, recovery leaves the job alone.
+    assert_eq!(alive.recover().await.unwrap(), Recovered::default());
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let recovered = alive.recover().await.unwrap();
+    assert_eq!(recovered.requeued, 1);
+    let requeued = store.get(&job.jid).await.unwrap();
+    assert_eq!(requeued.status, JobStatus::Queued);
+    assert_eq!(requeued.history.len(), 1);
+    assert_eq!(requeued.history[0].outcome, AttemptOutcome::Lost);
+    assert_eq!(requeued.history[0].worker, "dead-worker");
+
+    let fresh = alive
+        .claim(1, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+    assert_eq!(fresh.attempt(), 2, "each take counts as an attempt");
+    // The dead worker wakes up: every write it tries is refused.
+    let late = Finished {
+        lease: stale.clone(),
+        outcome: Outcome::Success(0.into()),
+    };
+    assert_eq!(dead.finish(&[late]).await.unwrap(), [false]);
+    assert_eq!(
+        dead.report_progress(&stale, 0.9).await.unwrap(),
+        LeaseAck::Lost
+    );
+    assert_eq!(
+        dead.renew(std::slice::from_ref(&stale)).await.unwrap(),
+        [LeaseAck::Lost]
+    );
+    let done = Finished {
+        lease: fresh,
+        outcome: Outcome::Success(6.into()),
+    };
+    assert_eq!(alive.finish(&[done]).await.unwrap(), [true]);
+    let finished = store.get(&job.jid).await.unwrap();
+    assert_eq!(
+        (finished.status, finished.attempts),
+        (JobStatus::Success, 2)
+    );
+    assert_eq!(finished.history.len(), 2);
+    assert_eq!(stream_len(&redis), 0);
+    assert_eq!(pending(&redis), 0);
+}
+
+#[tokio::test]
+async fn a_renewed_lease_outlives_its_length() {
+    let redis = TestRedis::start();
+    let (store, _) = setup(&redis).await;
+    let lease = Duration::from_millis(300);
+    let worker = queue_with_lease(&redis, "worker", lease).await;
+    let other = queue_with_lease(&redis, "other", lease).await;
+    let job = store
+        .create(&NewJob::parse(1, 3, "sum", None).unwrap())
+        .await
+        .unwrap()
+        .job;
+    let held = worker
+        .claim(1, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+    for _ in 0..4 {
+        tokio::time::sleep(lease / 2).await;
+        assert_eq!(
+            worker.renew(std::slice::from_ref(&held)).await.unwrap(),
+            [LeaseAck::Held]
+        );
+        assert_eq!(other.recover().await.unwrap().requeued, 0);
+    }
+    assert_eq!(
+        store.get(&job.jid).await.unwrap().status,
+        JobStatus::Running
+    );
+    let done = Finished {
+        lease: held,
+        outcome: Outcome::Success(6.into()),
+    };
+    assert_eq!(worker.finish(&[done]).await.unwrap(), [true]);
+}
+
+#[tokio::test]
+async fn failed_attempts_wait_their_backoff_then_end_in_error() {
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    let new = NewJob::parse(1, 1, "fail", None)
+        .unwrap()
+        .with_max_attempts(2)
+        .unwrap();
+    let job = store.create(&new).await.unwrap().job;
+    let first = queue
+        .claim(1, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+    let failed = Outcome::Failed {
+        error: "boom 1".into(),
+        retry_in: Duration::from_millis(400),
+    };
+    assert_eq!(
+        queue
+            .finish(&[Finished {
+                lease: first,
+                outcome: failed
+            }])
+            .await
+            .unwrap(),
+        [true]
+    );
+    let waiting = store.get(&job.jid).await.unwrap();
+    assert_eq!(
+        (waiting.status, waiting.error.as_deref()),
+        (JobStatus::Queued, Some("boom 1"))
+    );
+    // Not before its backoff.
+    assert!(
+        queue
+            .claim(1, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let second = queue
+        .claim(1, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+    assert_eq!(second.attempt(), 2);
+    let failed = Outcome::Failed {
+        error: "boom 2".into(),
+        retry_in: Duration::from_millis(1),
+    };
+    assert_eq!(
+        queue
+            .finish(&[Finished {
+                lease: second,
+                outcome: failed
+            }])
+            .await
+            .unwrap(),
+        [true]
+    );
+    let done = store.get(&job.jid).await.unwrap();
+    assert_eq!(done.status, JobStatus::Error, "no attempts left");
+    assert_eq!(done.error.as_deref(), Some("boom 2"));
+    let errors: Vec<_> = done
+        .history
+        .iter()
+        .map(|a| a.error.clone().unwrap())
+        .collect();
+    assert_eq!(errors, ["boom 1", "boom 2"]);
+    assert!(
+        done.history
+            .iter()
+            .all(|a| a.start_time.is_some() && a.end_time.is_some())
+    );
+}
+
+#[tokio::test]
+async fn a_released_job_is_queued_at_once_and_its_attempt_not_counted() {
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    let job = store
+        .create(&NewJob::parse(1, 3, "sum", None).unwrap())
+        .await
+        .unwrap()
+        .job;
+    let lease = queue
+        .claim(1, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+    let release = Finished {
+        lease,
+        outcome: Outcome::Released("shutting down".into()),
+    };
+    assert_eq!(queue.finish(&[release]).await.unwrap(), [true]);
+    let back = store.get(&job.jid).await.unwrap();
+    assert_eq!((back.status, back.attempts), (JobStatus::Queued, 0));
+    assert_eq!(back.history[0].outcome, AttemptOutcome::Release);
+    let again = queue.claim(1, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(again[0].lease.attempt(), 1);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_job_and_refuses_another() {
+    let redis = TestRedis::start();
+    let (store, _) = setup(&redis).await;
+    let new = NewJob::parse(1, 9, "sum", None)
+        .unwrap()
+        .with_idempotency_key("order-7")
+        .unwrap();
+    let first = store.create(&new).await.unwrap();
+    let again = store.create(&new).await.unwrap();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(first.job.jid, again.job.jid);
+    assert_eq!(stream_len(&redis), 1, "queued once");
+    let other = NewJob::parse(1, 10, "sum", None)
+        .unwrap()
+        .with_idempotency_key("order-7")
+        .unwrap();
+    let err = store.create(&other).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid(e) if e.field() == "idempotency_key"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn finished_jobs_expire_and_leave_the_list() {
+    let redis = TestRedis::start();
+    let config = RedisConfig::new(redis.url(), redis.prefix());
+    let store = Store::connect(&config).await.unwrap();
+    let retention = Retention {
+        retention_secs: 1,
+        result_ttl_secs: 1,
+    };
+    let queue = Queue::connect(
+        &config,
+        "w",
+        QueueSettings {
+            retention,
+            ..QueueSettings::default()
+        },
+    )
+    .await
+    .unwrap();
+    let job = store
+        .create(&NewJob::parse(1, 3, "sum", None).unwrap())
+        .await
+        .unwrap()
+        .job;
+    let lease = queue
+        .claim(1, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+    queue
+        .finish(&[Finished {
+            lease,
+            outcome: Outcome::Success(6.into()),
+        }])
+        .await
+        .unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{}:job:{}", redis.prefix(), job.jid))
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 1000, "the finished job expires: {ttl}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(matches!(store.get(&job.jid).await, Err(Error::NotFound(_))));
+    assert_eq!(queue.recover().await.unwrap().forgotten, 1);
+    let page = store
+        .list(&ListQuery::new(0, "", None).unwrap())
+        .await
+        .unwrap();
+    assert!(page.jobs.is_empty());
+    assert_eq!(
+        redis
+            .keys()
+            .iter()
+            .filter(|k| k.contains(":status:"))
+            .count(),
+        0,
+        "{:?}",
+        redis.keys()
+    );
 }

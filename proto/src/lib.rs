@@ -12,7 +12,9 @@
 //!   JSON values map to `google.protobuf.Value`; integers a double cannot hold
 //!   exactly travel as decimal strings.
 
-use jobs_core::{Job, JobOutcome, JobStatus, NewJob, Params, Timestamp, ValidationError};
+use jobs_core::{
+    Attempt, AttemptOutcome, Job, JobOutcome, JobStatus, NewJob, Params, Timestamp, ValidationError,
+};
 use prost_types::{ListValue, Struct, value::Kind};
 use serde_json::{Number, Value};
 
@@ -81,7 +83,35 @@ impl From<Job> for pb::Job {
             attempts: job.attempts,
             error: job.error.unwrap_or_default(),
             progress: job.progress,
+            max_attempts: job.max_attempts,
+            timeout: prost_types::Duration::try_from(job.timeout).ok(),
+            history: job.history.into_iter().map(Into::into).collect(),
         }
+    }
+}
+
+impl From<Attempt> for pb::JobAttempt {
+    fn from(attempt: Attempt) -> Self {
+        pb::JobAttempt {
+            number: attempt.number.unwrap_or(0),
+            worker: attempt.worker,
+            start_time: attempt.start_time.map(timestamp),
+            end_time: attempt.end_time.map(timestamp),
+            outcome: outcome_name(attempt.outcome).to_owned(),
+            error: attempt.error.unwrap_or_default(),
+        }
+    }
+}
+
+/// The name of an attempt's outcome, as the schema documents it.
+pub fn outcome_name(outcome: AttemptOutcome) -> &'static str {
+    match outcome {
+        AttemptOutcome::Success => "SUCCESS",
+        AttemptOutcome::Failed => "FAILED",
+        AttemptOutcome::Error => "ERROR",
+        AttemptOutcome::Cancelled => "CANCELLED",
+        AttemptOutcome::Release => "RELEASE",
+        AttemptOutcome::Lost => "LOST",
     }
 }
 
@@ -90,7 +120,19 @@ impl TryFrom<pb::CreateJobRequest> for NewJob {
 
     fn try_from(request: pb::CreateJobRequest) -> Result<Self, Self::Error> {
         let params = request.params.map(struct_to_params).transpose()?;
-        NewJob::parse(request.start, request.end, &request.kind, params)
+        let mut job = NewJob::parse(request.start, request.end, &request.kind, params)?;
+        if request.max_attempts != 0 {
+            job = job.with_max_attempts(request.max_attempts)?;
+        }
+        if let Some(timeout) = request.timeout {
+            let timeout = std::time::Duration::try_from(timeout)
+                .map_err(|_| ValidationError::new("timeout", "must be a positive duration"))?;
+            job = job.with_timeout(timeout)?;
+        }
+        if !request.idempotency_key.is_empty() {
+            job = job.with_idempotency_key(&request.idempotency_key)?;
+        }
+        Ok(job)
     }
 }
 

@@ -14,9 +14,9 @@ pub mod handlers;
 pub mod process;
 mod runner;
 
-use std::num::NonZeroUsize;
+use std::{num::NonZeroUsize, time::Duration};
 
-use jobs_core::{Queue, RedisConfig};
+use jobs_core::{Queue, QueueSettings, RedisConfig, Retention};
 use tokio_util::sync::CancellationToken;
 
 pub use handlers::{Handler, JobContext, JobFailure, Registry};
@@ -32,6 +32,27 @@ pub struct WorkerConfig {
     /// (default: host name, process id and start time).
     #[arg(long = "worker-name", env = "JOBS_WORKER_NAME")]
     pub name: Option<String>,
+
+    /// How long a job stays leased to this worker without renewal, in
+    /// milliseconds. The worker renews every third of it; if it dies, another
+    /// worker takes its jobs once their lease lapses.
+    #[arg(long, env = "JOBS_LEASE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub lease_ms: u64,
+
+    /// On SIGTERM or SIGINT, how long jobs in flight may run on before they
+    /// are handed back to the queue for another worker, in milliseconds.
+    #[arg(long, env = "JOBS_SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
+    pub shutdown_grace_ms: u64,
+
+    /// Backoff before the first retry of a failed attempt, in milliseconds;
+    /// it doubles with each attempt, with jitter.
+    #[arg(long, env = "JOBS_RETRY_BACKOFF_MS", default_value_t = 1_000)]
+    pub retry_backoff_ms: u64,
+
+    /// The longest backoff between retries, in milliseconds.
+    #[arg(long, env = "JOBS_RETRY_BACKOFF_MAX_MS", default_value_t = 300_000)]
+    pub retry_backoff_max_ms: u64,
 }
 
 impl Default for WorkerConfig {
@@ -39,6 +60,10 @@ impl Default for WorkerConfig {
         Self {
             concurrency: default_concurrency(),
             name: None,
+            lease_ms: 30_000,
+            shutdown_grace_ms: 30_000,
+            retry_backoff_ms: 1_000,
+            retry_backoff_max_ms: 300_000,
         }
     }
 }
@@ -62,22 +87,44 @@ fn default_name() -> String {
 }
 
 /// Runs a worker against the Redis of `redis` until `shutdown` is cancelled;
-/// then it takes no more jobs, lets the jobs in flight finish and records
-/// their outcomes before it returns.
+/// then it takes no more jobs, lets the jobs in flight finish within the
+/// shutdown grace, hands the rest back to the queue, and records every
+/// outcome before it returns.
 pub async fn run(
     redis: &RedisConfig,
     config: &WorkerConfig,
+    retention: Retention,
     registry: Registry,
     shutdown: CancellationToken,
 ) -> Result<(), jobs_core::Error> {
     let name = config.name.clone().unwrap_or_else(default_name);
-    let queue = Queue::connect(redis, name).await?;
+    let settings = QueueSettings {
+        lease: Duration::from_millis(config.lease_ms),
+        retention,
+    };
+    // Redis may come up after the worker (or be restarting): wait for it.
+    let mut pause = Duration::from_millis(100);
+    let queue = loop {
+        match Queue::connect(redis, name.clone(), settings).await {
+            Ok(queue) => break queue,
+            Err(err) if err.is_unavailable() => {
+                tracing::warn!(%err, url = %redis.url(), retry_in = ?pause, "Redis not reachable yet");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err),
+        }
+    };
     tracing::info!(
         consumer = queue.consumer(),
         concurrency = config.concurrency,
+        lease_ms = config.lease_ms,
         "worker started"
     );
-    runner::Runner::new(queue, registry, config.concurrency.get())
+    runner::Runner::new(queue, registry, config)
         .run(shutdown)
         .await;
     tracing::info!("worker stopped");

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use jobs_core::RedisConfig;
+use jobs_core::{RedisConfig, Retention};
 use jobs_worker::{Registry, WorkerConfig, process};
 
 /// Takes jobs off the Jobs queue in Redis, runs them and records their
@@ -14,6 +14,8 @@ struct Args {
     redis: RedisConfig,
     #[command(flatten)]
     worker: WorkerConfig,
+    #[command(flatten)]
+    retention: Retention,
 }
 
 #[tokio::main]
@@ -21,7 +23,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     process::init_tracing();
     let shutdown = process::shutdown_on_signals();
-    jobs_worker::run(&args.redis, &args.worker, Registry::builtin(), shutdown)
-        .await
-        .with_context(|| format!("worker against {}", args.redis.url()))
+    jobs_worker::run(
+        &args.redis,
+        &args.worker,
+        args.retention,
+        Registry::builtin(),
+        shutdown,
+    )
+    .await
+    .with_context(|| format!("worker against {}", args.redis.url()))
 }

@@ -3,8 +3,14 @@
 //! One loop claims jobs in batches, as many as there are free slots; each job
 //! runs in its own task; finished attempts go through a channel to one
 //! recorder, which writes whatever has piled up in a single script call (so
-//! under load many outcomes share one round trip). A listener on the cancel
-//! channel stops the handlers of cancelled jobs.
+//! under load many outcomes share one round trip). Beside them run three
+//! small tasks: lease renewal (all leases in one call), recovery of jobs
+//! whose worker died, and a listener that stops the handlers of cancelled
+//! jobs.
+//!
+//! Shutdown: the loop stops claiming; jobs in flight get the grace period;
+//! what is still running then is stopped and handed back to the queue, so
+//! another worker takes it at once instead of after its lease.
 
 use std::{
     collections::HashMap,
@@ -13,7 +19,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use jobs_core::{Claimed, Finished, JobId, Outcome, Queue};
+use jobs_core::{Claimed, Finished, JobId, Lease, LeaseAck, Outcome, Queue};
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     task::JoinSet,
@@ -21,45 +27,120 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::handlers::{JobContext, Registry};
+use crate::{
+    WorkerConfig,
+    handlers::{JobContext, Registry},
+};
 
 /// The most jobs claimed, or outcomes recorded, in one round trip.
 const MAX_BATCH: usize = 100;
 /// How long one blocking read waits for new jobs. It returns at once when a
-/// job arrives; this only bounds how long shutdown waits for an idle read.
-const BLOCK: Duration = Duration::from_secs(2);
+/// job arrives; this bounds how long an idle worker takes to notice shutdown
+/// and retries whose backoff has passed.
+const BLOCK: Duration = Duration::from_secs(1);
 /// The longest pause between retries while Redis is unavailable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The error recorded on a job cancelled while it ran.
 const CANCELLED: &str = "cancelled by request";
 
-type Running = Arc<Mutex<HashMap<JobId, CancellationToken>>>;
+/// Why a running attempt was stopped before its handler returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The job was cancelled: record CANCELLED.
+    Cancelled,
+    /// The lease is no longer ours: record nothing.
+    Lost,
+    /// The worker is shutting down: hand the job back.
+    Released,
+}
+
+/// One attempt in flight: its lease and the means to stop it.
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    lease: Lease,
+    token: CancellationToken,
+    stop: Mutex<Option<Stop>>,
+}
+
+impl Attempt {
+    fn new(lease: Lease) -> Self {
+        Self {
+            lease,
+            token: CancellationToken::new(),
+            stop: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// Stops the attempt; the first reason given is the one that counts.
+    pub(crate) fn stop(&self, reason: Stop) {
+        self.stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(reason);
+        self.token.cancel();
+    }
+
+    fn stopped(&self) -> Option<Stop> {
+        *self.stop.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+type Running = Arc<Mutex<HashMap<JobId, Arc<Attempt>>>>;
+
+fn lock(running: &Running) -> std::sync::MutexGuard<'_, HashMap<JobId, Arc<Attempt>>> {
+    running.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 pub(crate) struct Runner {
     queue: Queue,
     registry: Registry,
     slots: Arc<Semaphore>,
     running: Running,
+    grace: Duration,
+    retry: RetryPolicy,
 }
 
 impl Runner {
-    pub(crate) fn new(queue: Queue, registry: Registry, concurrency: usize) -> Self {
+    pub(crate) fn new(queue: Queue, registry: Registry, config: &WorkerConfig) -> Self {
         Self {
             queue,
             registry,
-            slots: Arc::new(Semaphore::new(concurrency)),
+            slots: Arc::new(Semaphore::new(config.concurrency.get())),
             running: Running::default(),
+            grace: Duration::from_millis(config.shutdown_grace_ms),
+            retry: RetryPolicy {
+                base: Duration::from_millis(config.retry_backoff_ms),
+                max: Duration::from_millis(config.retry_backoff_max_ms),
+            },
         }
     }
 
     pub(crate) async fn run(self, shutdown: CancellationToken) {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        // Stops the helpers once every job has been recorded.
+        let finished = CancellationToken::new();
         let recorder = tokio::spawn(record_outcomes(self.queue.clone(), done_rx));
-        let listener = tokio::spawn(stop_cancelled_jobs(
-            self.queue.clone(),
-            self.running.clone(),
-            shutdown.clone(),
-        ));
+        let helpers = [
+            tokio::spawn(stop_cancelled_jobs(
+                self.queue.clone(),
+                self.running.clone(),
+                finished.clone(),
+            )),
+            tokio::spawn(renew_leases(
+                self.queue.clone(),
+                self.running.clone(),
+                finished.clone(),
+            )),
+            tokio::spawn(recover_lapsed(self.queue.clone(), shutdown.clone())),
+        ];
         let mut jobs = JoinSet::new();
         let mut backoff = Backoff::default();
 
@@ -79,7 +160,7 @@ impl Runner {
                 }
             }
             // A claim is never interrupted: entries the server delivered must
-            // reach a task, or they would sit claimed by no one.
+            // reach a task, or they would wait for recovery.
             match self.queue.claim(slots.len(), BLOCK).await {
                 Ok(claimed) => {
                     backoff.reset();
@@ -100,14 +181,30 @@ impl Runner {
             while jobs.try_join_next().is_some() {}
         }
 
-        tracing::info!(
-            in_flight = jobs.len(),
-            "no longer taking jobs; finishing those in flight"
-        );
-        while jobs.join_next().await.is_some() {}
+        if !jobs.is_empty() {
+            tracing::info!(in_flight = jobs.len(), grace = ?self.grace, "no longer taking jobs; finishing those in flight");
+        }
+        let drained = tokio::time::timeout(self.grace, async {
+            while jobs.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            let running: Vec<_> = lock(&self.running).values().cloned().collect();
+            tracing::info!(
+                jobs = running.len(),
+                "grace period over: handing jobs back to the queue"
+            );
+            for attempt in running {
+                attempt.stop(Stop::Released);
+            }
+            while jobs.join_next().await.is_some() {}
+        }
         drop(done_tx);
         let _ = recorder.await;
-        listener.abort();
+        finished.cancel();
+        for helper in helpers {
+            helper.abort();
+        }
     }
 
     /// Runs one attempt to its outcome, which goes to the recorder.
@@ -121,41 +218,73 @@ impl Runner {
         let handler = self.registry.get(&job.kind);
         let running = self.running.clone();
         let queue = self.queue.clone();
+        let retry = self.retry;
         let span =
             tracing::info_span!("job", jid = %job.jid, kind = %job.kind, attempt = lease.attempt());
         async move {
-            let jid = job.jid;
             let _slot = slot;
-            let cancel = CancellationToken::new();
-            lock(&running).insert(jid, cancel.clone());
-            let outcome = match handler {
-                None => Outcome::Error(format!(
+            let (jid, timeout) = (job.jid, job.timeout);
+            let attempt = Arc::new(Attempt::new(lease.clone()));
+            lock(&running).insert(jid, attempt.clone());
+            let ended = match handler {
+                None => Ended::Failed(format!(
                     "this worker has no handler for kind {:?}",
                     job.kind
                 )),
                 Some(handler) => {
-                    let ctx = JobContext::new(job, lease.clone(), cancel.clone(), queue);
+                    let ctx = JobContext::new(job, attempt.clone(), queue);
                     // Its own task, so a panicking handler fails its job, not the worker.
-                    let mut attempt = tokio::spawn(handler.run(ctx));
+                    let mut task = tokio::spawn(handler.run(ctx));
                     tokio::select! {
-                        joined = &mut attempt => match joined {
-                            Ok(Ok(result)) => Outcome::Success(result),
-                            Ok(Err(failure)) => Outcome::Error(failure.to_string()),
-                            Err(err) => Outcome::Error(format!("the handler panicked: {}", panic_message(err))),
+                        joined = tokio::time::timeout(timeout, &mut task) => match joined {
+                            Ok(Ok(Ok(result))) => Ended::Succeeded(result),
+                            Ok(Ok(Err(failure))) if failure.is_retryable() => Ended::Failed(failure.to_string()),
+                            Ok(Ok(Err(failure))) => Ended::Refused(failure.to_string()),
+                            Ok(Err(err)) => Ended::Failed(format!("the handler panicked: {}", panic_message(err))),
+                            Err(_) => {
+                                task.abort();
+                                Ended::Failed(format!("timed out after {}", humantime(timeout)))
+                            }
                         },
-                        () = cancel.cancelled() => {
-                            attempt.abort();
-                            Outcome::Cancelled(CANCELLED.to_owned())
+                        () = attempt.token().cancelled() => {
+                            task.abort();
+                            Ended::Stopped
                         }
                     }
                 }
             };
             lock(&running).remove(&jid);
-            match &outcome {
-                Outcome::Success(_) => tracing::debug!("succeeded"),
-                Outcome::Error(error) => tracing::info!(%error, "failed"),
-                Outcome::Cancelled(_) => tracing::info!("cancelled"),
-            }
+            // A handler that gave up because it was told to stop did not fail.
+            let ended = match ended {
+                Ended::Failed(_) | Ended::Refused(_) if attempt.stopped().is_some() => Ended::Stopped,
+                other => other,
+            };
+            let outcome = match ended {
+                Ended::Succeeded(result) => {
+                    tracing::debug!("succeeded");
+                    Outcome::Success(result)
+                }
+                Ended::Failed(error) => {
+                    let retry_in = retry.delay(lease.attempt());
+                    tracing::info!(%error, "attempt failed");
+                    Outcome::Failed { error, retry_in }
+                }
+                Ended::Refused(error) => {
+                    tracing::info!(%error, "failed for good");
+                    Outcome::Error(error)
+                }
+                Ended::Stopped => match attempt.stopped() {
+                    Some(Stop::Released) => Outcome::Released("handed back: worker shutting down".to_owned()),
+                    Some(Stop::Lost) => {
+                        tracing::warn!("lease lost: stopped, nothing recorded");
+                        return;
+                    }
+                    Some(Stop::Cancelled) | None => {
+                        tracing::info!("cancelled");
+                        Outcome::Cancelled(CANCELLED.to_owned())
+                    }
+                },
+            };
             // The recorder outlives every job task, so this cannot fail.
             let _ = done.send(Finished { lease, outcome });
         }
@@ -163,8 +292,20 @@ impl Runner {
     }
 }
 
-fn lock(running: &Running) -> std::sync::MutexGuard<'_, HashMap<JobId, CancellationToken>> {
-    running.lock().unwrap_or_else(PoisonError::into_inner)
+/// How a handler's run ended, before it becomes an [`Outcome`].
+enum Ended {
+    Succeeded(serde_json::Value),
+    Failed(String),
+    Refused(String),
+    Stopped,
+}
+
+fn humantime(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{} ms", duration.as_millis())
+    }
 }
 
 fn panic_message(err: tokio::task::JoinError) -> String {
@@ -191,10 +332,10 @@ async fn record_outcomes(queue: Queue, mut done: mpsc::UnboundedReceiver<Finishe
                     backoff.reset();
                     for (finished, recorded) in batch.iter().zip(recorded) {
                         if !recorded {
-                            tracing::info!(
+                            tracing::warn!(
                                 jid = %finished.lease.jid(),
                                 attempt = finished.lease.attempt(),
-                                "outcome not recorded: the job is no longer this attempt's"
+                                "outcome refused: this worker no longer holds the job's lease"
                             );
                         }
                     }
@@ -215,8 +356,63 @@ async fn record_outcomes(queue: Queue, mut done: mpsc::UnboundedReceiver<Finishe
     }
 }
 
+/// Renews every lease this worker holds, in one call, three times per lease
+/// period; stops the attempts whose lease is lost or whose job is cancelled.
+async fn renew_leases(queue: Queue, running: Running, finished: CancellationToken) {
+    let every = queue.settings().lease / 3;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = finished.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let attempts: Vec<_> = lock(&running).values().cloned().collect();
+        if attempts.is_empty() {
+            continue;
+        }
+        let leases: Vec<_> = attempts.iter().map(|a| a.lease().clone()).collect();
+        match queue.renew(&leases).await {
+            Ok(acks) => {
+                for (attempt, ack) in attempts.iter().zip(acks) {
+                    match ack {
+                        LeaseAck::Held => {}
+                        LeaseAck::CancelRequested => attempt.stop(Stop::Cancelled),
+                        LeaseAck::Lost => attempt.stop(Stop::Lost),
+                    }
+                }
+            }
+            // The leases may lapse if this lasts; fencing then refuses late writes.
+            Err(err) => tracing::warn!(%err, jobs = leases.len(), "cannot renew leases"),
+        }
+    }
+}
+
+/// Gives back the jobs of dead workers, twice per lease period, with jitter
+/// so that workers started together do not all scan at once.
+async fn recover_lapsed(queue: Queue, shutdown: CancellationToken) {
+    let period = queue.settings().lease / 2;
+    loop {
+        let jitter = period.mul_f64(fastrand::f64() * 0.5);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(period / 2 + jitter) => {}
+        }
+        match queue.recover().await {
+            Ok(recovered) if recovered != jobs_core::Recovered::default() => tracing::info!(
+                requeued = recovered.requeued,
+                failed = recovered.failed,
+                forgotten = recovered.forgotten,
+                "recovered jobs of workers that stopped renewing their leases"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "cannot recover lapsed leases"),
+        }
+    }
+}
+
 /// Cancels the handlers of running jobs whose cancellation is requested.
-async fn stop_cancelled_jobs(queue: Queue, running: Running, shutdown: CancellationToken) {
+async fn stop_cancelled_jobs(queue: Queue, running: Running, finished: CancellationToken) {
     let mut backoff = Backoff::default();
     loop {
         match queue.cancel_requests().await {
@@ -225,25 +421,50 @@ async fn stop_cancelled_jobs(queue: Queue, running: Running, shutdown: Cancellat
                 let mut requests = std::pin::pin!(requests);
                 loop {
                     let jid = tokio::select! {
-                        () = shutdown.cancelled() => return,
+                        () = finished.cancelled() => return,
                         jid = requests.next() => jid,
                     };
                     let Some(jid) = jid else { break };
-                    if let Some(cancel) = lock(&running).get(&jid) {
-                        cancel.cancel();
+                    if let Some(attempt) = lock(&running).get(&jid) {
+                        attempt.stop(Stop::Cancelled);
                     }
                 }
             }
             Err(err) => tracing::warn!(%err, "cannot listen for cancellations"),
         }
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = finished.cancelled() => return,
             () = tokio::time::sleep(backoff.next()) => {}
         }
     }
 }
 
-/// Doubling pauses from 100 ms up to [`MAX_BACKOFF`].
+/// How long a failed attempt waits before the next: exponential from `base`,
+/// capped at `max`, with "equal jitter" (half fixed, half random) so that
+/// jobs failing together do not retry together.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    base: Duration,
+    max: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait after attempt number `attempt` (from 1) failed.
+    fn delay(self, attempt: u32) -> Duration {
+        self.delay_with(attempt, fastrand::f64())
+    }
+
+    /// The same with `random` (from 0 to 1) given, so it can be tested.
+    fn delay_with(self, attempt: u32, random: f64) -> Duration {
+        let doubled = self
+            .base
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
+        let ceiling = doubled.min(self.max);
+        ceiling / 2 + (ceiling / 2).mul_f64(random.clamp(0.0, 1.0))
+    }
+}
+
+/// Doubling pauses from 100 ms up to [`MAX_BACKOFF`], while Redis is away.
 #[derive(Debug, Default)]
 struct Backoff {
     failures: u32,
@@ -258,5 +479,47 @@ impl Backoff {
 
     fn reset(&mut self) {
         self.failures = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_within_their_jitter_and_stop_at_the_cap() {
+        let policy = RetryPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+        };
+        for (attempt, ceiling) in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 10), (40, 10)] {
+            let ceiling = Duration::from_secs(ceiling);
+            assert_eq!(
+                policy.delay_with(attempt, 0.0),
+                ceiling / 2,
+                "attempt {attempt}"
+            );
+            assert_eq!(
+                policy.delay_with(attempt, 1.0),
+                ceiling,
+                "attempt {attempt}"
+            );
+            let any = policy.delay(attempt);
+            assert!(
+                ceiling / 2 <= any && any <= ceiling,
+                "attempt {attempt}: {any:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn outage_backoff_grows_to_its_cap_and_resets() {
+        let mut backoff = Backoff::default();
+        let pauses: Vec<_> = (0..9).map(|_| backoff.next()).collect();
+        assert_eq!(pauses[0], Duration::from_millis(100));
+        assert_eq!(pauses[3], Duration::from_millis(800));
+        assert_eq!(*pauses.last().unwrap(), MAX_BACKOFF);
+        backoff.reset();
+        assert_eq!(backoff.next(), Duration::from_millis(100));
     }
 }

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use jobs_core::{Job, JobId, JobStatus, NewJob, RedisConfig, Store};
+use jobs_core::{Job, JobId, JobStatus, NewJob, RedisConfig, Retention, Store};
 use jobs_testkit::TestRedis;
 use jobs_worker::{JobContext, JobFailure, Registry, WorkerConfig};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,7 @@ async fn submit(store: &Store, start: i64, end: i64, kind: &str) -> JobId {
         .create(&NewJob::parse(start, end, kind, None).unwrap())
         .await
         .unwrap()
+        .job
         .jid
 }
 
@@ -55,12 +56,12 @@ fn spawn_worker(
     let config = RedisConfig::new(redis.url(), redis.prefix());
     let worker = WorkerConfig {
         concurrency: concurrency.try_into().unwrap(),
-        name: None,
+        ..WorkerConfig::default()
     };
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
-        jobs_worker::run(&config, &worker, registry, token)
+        jobs_worker::run(&config, &worker, Retention::default(), registry, token)
             .await
             .unwrap();
     });

@@ -7,7 +7,7 @@ use std::{future::Future, time::Duration};
 
 use clap::Parser;
 use jobs_api::Config;
-use jobs_core::RedisConfig;
+use jobs_core::{RedisConfig, Retention};
 use jobs_proto::pb::{self, job_service_client::JobServiceClient};
 use jobs_testkit::TestRedis;
 use jobs_worker::{Registry, WorkerConfig};
@@ -76,11 +76,14 @@ impl TestApp {
         let config = WorkerConfig {
             concurrency: concurrency.try_into().unwrap(),
             name: Some(format!("test-worker-{}", self.workers.len())),
+            ..WorkerConfig::default()
         };
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn({
             let shutdown = shutdown.clone();
-            async move { jobs_worker::run(&redis, &config, registry, shutdown).await }
+            async move {
+                jobs_worker::run(&redis, &config, Retention::default(), registry, shutdown).await
+            }
         });
         self.workers.push((shutdown, handle));
     }
@@ -103,6 +106,7 @@ impl TestApp {
                 end,
                 kind: kind.into(),
                 params,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -5,12 +5,16 @@
 -- KEYS[3]  workers' cancel channel {prefix}:cancel
 -- KEYS[4]  index of QUEUED jobs  {prefix}:status:QUEUED
 -- KEYS[5]  index of CANCELLED jobs {prefix}:status:CANCELLED
+-- KEYS[6]  retries waiting       {prefix}:delayed
+-- KEYS[7]  retention schedule    {prefix}:expiry
 -- ARGV[1]  jid
 -- ARGV[2]  reason, stored as the job's error
+-- ARGV[3]  retention of a finished job, in milliseconds
 --
 -- A QUEUED job ends CANCELLED at once (its queue entry stays; the worker that
--- reads it acknowledges and skips it). A RUNNING job is flagged, and its jid
--- published to the workers, whose handler then stops and records CANCELLED.
+-- reads it acknowledges and skips it; a pending retry is dropped). A RUNNING
+-- job is flagged, and its jid published to the workers, whose handler then
+-- stops and records CANCELLED.
 --
 -- Returns {outcome, field, value, ...} (the job hash after the change), where
 -- outcome is "cancelled", "requested" or "finished" (already terminal, nothing
@@ -25,12 +29,16 @@ local outcome
 if status == 'QUEUED' then
   local t = redis.call('TIME')
   local now = t[1] .. string.format('%06d', tonumber(t[2]))
+  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local seq = redis.call('HGET', KEYS[1], 'seq')
   redis.call('HSET', KEYS[1], 'status', 'CANCELLED', 'end_time', now,
     'error', ARGV[2])
   redis.call('HINCRBY', KEYS[1], 'version', 1)
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('ZADD', KEYS[5], seq, ARGV[1])
+  redis.call('ZREM', KEYS[6], ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('ZADD', KEYS[7], now_ms + tonumber(ARGV[3]), ARGV[1])
   redis.call('PUBLISH', KEYS[2], cjson.encode(redis.call('HGETALL', KEYS[1])))
   outcome = 'cancelled'
 elseif status == 'RUNNING' then

@@ -1,16 +1,20 @@
--- claim.lua: take queued jobs for one worker and mark them RUNNING.
+-- claim.lua: take queued jobs for one worker, mark them RUNNING and lease
+-- them to it.
 --
 -- KEYS[1]  queue stream          {prefix}:queue
+-- KEYS[2]  retries waiting       {prefix}:delayed (zset, score = due time in ms)
 -- ARGV[1]  consumer group name
 -- ARGV[2]  consumer name (the worker)
 -- ARGV[3]  the most entries to read when no entries are given
 -- ARGV[4]  key prefix
--- ARGV[5..] pairs (entry id, jid) that a blocking XREADGROUP already
+-- ARGV[5]  lease length in milliseconds
+-- ARGV[6..] pairs (entry id, jid) that a blocking XREADGROUP already
 --           delivered to this consumer; when absent the script reads new
 --           entries itself (XREADGROUP without BLOCK is allowed in a script)
 --
--- Job hashes, indexes and event channels are derived from the prefix,
--- because the jids are only known once the stream has been read.
+-- First, retries whose backoff has passed go back on the stream. Job hashes,
+-- indexes and channels are derived from the prefix, because the jids are
+-- only known once the stream has been read.
 --
 -- Returns one array per job now RUNNING for this worker:
 --   {entry id, field, value, field, value, ...} (the job hash after the change).
@@ -18,10 +22,19 @@
 -- and deleted, and left out of the reply.
 
 local prefix = ARGV[4]
-local entries = {}
+local t = redis.call('TIME')
+local now = t[1] .. string.format('%06d', tonumber(t[2]))
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-if #ARGV > 4 then
-  for i = 5, #ARGV, 2 do
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, 100)
+for _, jid in ipairs(due) do
+  redis.call('ZREM', KEYS[2], jid)
+  redis.call('XADD', KEYS[1], '*', 'jid', jid)
+end
+
+local entries = {}
+if #ARGV > 5 then
+  for i = 6, #ARGV, 2 do
     entries[#entries + 1] = {ARGV[i], ARGV[i + 1]}
   end
 else
@@ -39,10 +52,7 @@ else
   end
 end
 
-local t = redis.call('TIME')
-local now = t[1] .. string.format('%06d', tonumber(t[2]))
 local claimed = {}
-
 for _, e in ipairs(entries) do
   local id, jid = e[1], e[2]
   local key = jid and (prefix .. ':job:' .. jid)
@@ -50,8 +60,11 @@ for _, e in ipairs(entries) do
   if status == 'QUEUED' then
     local seq = redis.call('HGET', key, 'seq')
     redis.call('HSET', key, 'status', 'RUNNING', 'start_time', now,
-      'worker', ARGV[2], 'progress', 0)
+      'worker', ARGV[2], 'progress', 0,
+      'lease_until', string.format('%.0f', now_ms + tonumber(ARGV[5])))
+    redis.call('HDEL', key, 'end_time')
     redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HINCRBY', key, 'lease', 1)
     redis.call('HINCRBY', key, 'version', 1)
     redis.call('ZREM', prefix .. ':status:QUEUED', jid)
     redis.call('ZADD', prefix .. ':status:RUNNING', seq, jid)

@@ -14,8 +14,10 @@ use std::{
 };
 
 use futures_util::future::BoxFuture;
-use jobs_core::{Job, Lease, ProgressAck, Queue};
+use jobs_core::{Job, LeaseAck, Queue};
 use tokio_util::sync::CancellationToken;
+
+use crate::runner::{Attempt, Stop};
 
 /// Runs jobs of one kind.
 pub trait Handler: Send + Sync + 'static {
@@ -33,19 +35,36 @@ where
     }
 }
 
-/// Why an attempt failed, as the job's `error` will say.
+/// Why an attempt failed, as the job's `error` will say, and whether another
+/// attempt could succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct JobFailure {
     message: String,
+    retryable: bool,
 }
 
 impl JobFailure {
-    /// A failure with this message.
+    /// A failure another attempt may not repeat: retried while the job has
+    /// attempts left.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            retryable: true,
         }
+    }
+
+    /// A failure no retry can fix (bad input, say): the job ends ERROR now.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// Whether another attempt could succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
     }
 }
 
@@ -91,18 +110,16 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct JobContext {
     job: Job,
-    lease: Lease,
-    cancel: CancellationToken,
+    attempt: Arc<Attempt>,
     queue: Queue,
     last_report: Option<Instant>,
 }
 
 impl JobContext {
-    pub(crate) fn new(job: Job, lease: Lease, cancel: CancellationToken, queue: Queue) -> Self {
+    pub(crate) fn new(job: Job, attempt: Arc<Attempt>, queue: Queue) -> Self {
         Self {
             job,
-            lease,
-            cancel,
+            attempt,
             queue,
             last_report: None,
         }
@@ -115,13 +132,14 @@ impl JobContext {
 
     /// Which attempt this is, from 1.
     pub fn attempt(&self) -> u32 {
-        self.lease.attempt()
+        self.attempt.lease().attempt()
     }
 
-    /// Cancelled when the handler should stop: the job was cancelled, or this
-    /// worker no longer holds it. Long handlers should select on it.
+    /// Cancelled when the handler should stop: the job was cancelled, this
+    /// worker lost its lease, or it is shutting down. Long handlers should
+    /// select on it; the worker also drops the handler's future then.
     pub fn cancellation(&self) -> &CancellationToken {
-        &self.cancel
+        self.attempt.token()
     }
 
     /// Reports how far the attempt has got (`fraction` from 0 to 1). Reports
@@ -135,9 +153,14 @@ impl JobContext {
             return;
         }
         self.last_report = Some(Instant::now());
-        match self.queue.report_progress(&self.lease, fraction).await {
-            Ok(ProgressAck::Recorded) => {}
-            Ok(ProgressAck::CancelRequested | ProgressAck::Lost) => self.cancel.cancel(),
+        match self
+            .queue
+            .report_progress(self.attempt.lease(), fraction)
+            .await
+        {
+            Ok(LeaseAck::Held) => {}
+            Ok(LeaseAck::CancelRequested) => self.attempt.stop(Stop::Cancelled),
+            Ok(LeaseAck::Lost) => self.attempt.stop(Stop::Lost),
             // Progress is advisory: a failed report must not fail the job.
             Err(err) => tracing::debug!(jid = %self.job.jid, %err, "progress report failed"),
         }

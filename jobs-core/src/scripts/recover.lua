@@ -1,0 +1,94 @@
+-- recover.lua: give back the jobs of workers that stopped renewing their
+-- leases (killed, lost, paused), and forget jobs past their retention.
+--
+-- KEYS[1]  queue stream          {prefix}:queue
+-- KEYS[2]  retention schedule    {prefix}:expiry (zset, score = expiry in ms)
+-- KEYS[3]  index of all jobs     {prefix}:index
+-- ARGV[1]  consumer group name
+-- ARGV[2]  consumer name (the worker running this)
+-- ARGV[3]  key prefix
+-- ARGV[4]  lease length in milliseconds (the idle time that marks a lapse)
+-- ARGV[5]  retention of a finished job, in milliseconds
+--
+-- An entry idle for longer than a lease belongs to a worker that stopped
+-- renewing. Its job, if still RUNNING with a lapsed lease, has its attempt
+-- recorded as lost and goes back on the queue under a new entry (the attempt
+-- counts), or ends ERROR when it has no attempts left. A QUEUED job whose
+-- entry was delivered but never taken is queued again. The old entry is
+-- acknowledged and deleted.
+--
+-- Returns {requeued, failed, forgotten}: jobs queued again, jobs ended ERROR,
+-- and expired jobs removed from the indexes.
+
+local prefix = ARGV[3]
+local t = redis.call('TIME')
+local now = t[1] .. string.format('%06d', tonumber(t[2]))
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local requeued, failed, forgotten = 0, 0, 0
+
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], '0-0', 'COUNT', 100)
+for _, entry in ipairs(claimed[2]) do
+  local id, fields = entry[1], entry[2]
+  local jid = nil
+  if fields then
+    for i = 1, #fields, 2 do
+      if fields[i] == 'jid' then jid = fields[i + 1] end
+    end
+  end
+  local key = jid and (prefix .. ':job:' .. jid)
+  local s = key and redis.call('HMGET', key, 'status', 'lease_until', 'seq',
+    'attempts', 'max_attempts', 'worker', 'start_time', 'history') or {}
+  local lapsed = s[1] == 'RUNNING' and (not s[2] or tonumber(s[2]) < now_ms)
+
+  if s[1] == 'RUNNING' and not lapsed then
+    -- Its worker renews it still; give the entry back to the lease holder.
+    redis.call('XCLAIM', KEYS[1], ARGV[1], s[6], 0, id, 'JUSTID')
+  else
+    if lapsed then
+      local attempts, max_attempts = tonumber(s[4]), tonumber(s[5])
+      local err = 'lease lost: worker ' .. (s[6] or '?') .. ' stopped renewing it'
+      local history = cjson.decode(s[8] or '[]')
+      history[#history + 1] = {number = attempts, worker = s[6], start_time = s[7],
+        end_time = now, outcome = 'LOST', error = err}
+      redis.call('HSET', key, 'history', cjson.encode(history), 'error', err)
+      redis.call('HDEL', key, 'lease_until', 'worker')
+      redis.call('ZREM', prefix .. ':status:RUNNING', jid)
+      if attempts >= max_attempts then
+        redis.call('HSET', key, 'status', 'ERROR', 'end_time', now)
+        redis.call('ZADD', prefix .. ':status:ERROR', s[3], jid)
+        redis.call('PEXPIRE', key, ARGV[5])
+        redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), jid)
+        failed = failed + 1
+      else
+        redis.call('HSET', key, 'status', 'QUEUED', 'progress', 0)
+        redis.call('ZADD', prefix .. ':status:QUEUED', s[3], jid)
+        redis.call('XADD', KEYS[1], '*', 'jid', jid)
+        requeued = requeued + 1
+      end
+      redis.call('HINCRBY', key, 'version', 1)
+      redis.call('PUBLISH', prefix .. ':events:' .. jid,
+        cjson.encode(redis.call('HGETALL', key)))
+    elseif s[1] == 'QUEUED' then
+      -- Delivered by a blocking read to a worker that died before taking
+      -- it: queue it again under a fresh entry.
+      redis.call('XADD', KEYS[1], '*', 'jid', jid)
+      requeued = requeued + 1
+    end
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+    redis.call('XDEL', KEYS[1], id)
+  end
+end
+
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, 1000)
+for _, jid in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], jid)
+  if redis.call('EXISTS', prefix .. ':job:' .. jid) == 0 then
+    redis.call('ZREM', KEYS[3], jid)
+    for _, status in ipairs({'QUEUED', 'RUNNING', 'ERROR', 'SUCCESS', 'CANCELLED'}) do
+      redis.call('ZREM', prefix .. ':status:' .. status, jid)
+    end
+    forgotten = forgotten + 1
+  end
+end
+
+return {requeued, failed, forgotten}
