@@ -18,6 +18,8 @@ pub struct TestRedis {
     url: String,
     prefix: String,
     server: Option<Child>,
+    /// For a persistent private server: its port and data folder.
+    persistent: Option<(u16, std::path::PathBuf)>,
 }
 
 impl TestRedis {
@@ -29,16 +31,46 @@ impl TestRedis {
         }
     }
 
-    /// Always a private `redis-server` (for tests that stop or restart it).
+    /// Always a private `redis-server` (for tests that stop it).
     pub fn private() -> Self {
         let port = free_port();
-        let server = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redis-server (is it installed? Debian: apt-get install redis-server)");
+        let server = spawn_server(port, &["--save", "", "--appendonly", "no"]);
         Self::with_url(format!("redis://127.0.0.1:{port}"), Some(server))
+    }
+
+    /// A private `redis-server` with the append-only file on (fsync on every
+    /// write), in a folder of its own, for tests that restart it and expect
+    /// every acknowledged write to survive.
+    pub fn private_persistent() -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("jobs-test-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the Redis data folder");
+        let server = spawn_persistent(port, &dir);
+        let mut redis = Self::with_url(format!("redis://127.0.0.1:{port}"), Some(server));
+        redis.persistent = Some((port, dir));
+        redis
+    }
+
+    /// Stops the private server (SIGTERM, so it finishes its writes).
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &server.id().to_string()])
+                .status();
+            let _ = server.wait();
+        }
+    }
+
+    /// Starts a stopped persistent server again on the same port and data.
+    pub fn restart(&mut self) {
+        let (port, dir) = self
+            .persistent
+            .clone()
+            .expect("restart needs private_persistent()");
+        self.stop();
+        self.server = Some(spawn_persistent(port, &dir));
+        self.wait_until_ready();
     }
 
     fn with_url(url: String, server: Option<Child>) -> Self {
@@ -47,6 +79,7 @@ impl TestRedis {
             url,
             prefix,
             server,
+            persistent: None,
         };
         redis.wait_until_ready();
         redis
@@ -107,6 +140,12 @@ impl Drop for TestRedis {
         if let Some(server) = &mut self.server {
             let _ = server.kill();
             let _ = server.wait();
+            if let Some((_, dir)) = &self.persistent {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return;
+        }
+        if self.persistent.is_some() {
             return;
         }
         let keys = self.keys();
@@ -117,6 +156,32 @@ impl Drop for TestRedis {
             }
         }
     }
+}
+
+fn spawn_server(port: u16, args: &[&str]) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start redis-server (is it installed? Debian: apt-get install redis-server)")
+}
+
+fn spawn_persistent(port: u16, dir: &std::path::Path) -> Child {
+    let dir = dir.to_str().expect("a UTF-8 temp path");
+    spawn_server(
+        port,
+        &[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            dir,
+        ],
+    )
 }
 
 /// A port nothing listens on right now.

@@ -28,14 +28,20 @@ pub struct TestApp {
 impl TestApp {
     /// The API server alone: jobs stay QUEUED until a worker is started.
     pub async fn start() -> Self {
-        let redis = TestRedis::start();
-        let config = Config::parse_from([
+        Self::start_with(TestRedis::start(), &[]).await
+    }
+
+    /// The API server with extra command-line flags, on this Redis.
+    pub async fn start_with(redis: TestRedis, flags: &[&str]) -> Self {
+        let mut args = vec![
             "jobs-api",
             "--redis-url",
             redis.url(),
             "--key-prefix",
             redis.prefix(),
-        ]);
+        ];
+        args.extend_from_slice(flags);
+        let config = Config::parse_from(args);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -72,12 +78,17 @@ impl TestApp {
 
     /// Starts one more worker with these handlers and this concurrency.
     pub fn start_worker(&mut self, registry: Registry, concurrency: usize) {
-        let redis = self.redis_config();
         let config = WorkerConfig {
             concurrency: concurrency.try_into().unwrap(),
-            name: Some(format!("test-worker-{}", self.workers.len())),
             ..WorkerConfig::default()
         };
+        self.start_worker_with(registry, config);
+    }
+
+    /// Starts one more worker with these handlers and settings.
+    pub fn start_worker_with(&mut self, registry: Registry, mut config: WorkerConfig) {
+        let redis = self.redis_config();
+        config.name = Some(format!("test-worker-{}", self.workers.len()));
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn({
             let shutdown = shutdown.clone();

@@ -1,0 +1,313 @@
+//! Retries, timeouts, idempotency, the bearer token and Redis outages, seen
+//! from a gRPC client.
+
+#![allow(clippy::unwrap_used)] // a test fails loudly on the first broken assumption
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use jobs_proto::pb::{self, JobStatus, job_service_client::JobServiceClient};
+use jobs_testkit::TestRedis;
+use jobs_worker::{Registry, WorkerConfig};
+use support::TestApp;
+use tonic::{Code, Request, metadata::MetadataValue};
+
+fn fast_retries() -> WorkerConfig {
+    WorkerConfig {
+        retry_backoff_ms: 100,
+        retry_backoff_max_ms: 1000,
+        ..WorkerConfig::default()
+    }
+}
+
+fn micros(time: &prost_types::Timestamp) -> i64 {
+    time.seconds * 1_000_000 + i64::from(time.nanos) / 1000
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_with_backoff_until_it_succeeds() {
+    let mut app = TestApp::start().await;
+    app.start_worker_with(Registry::builtin(), fast_retries());
+    let job = app
+        .create_with(
+            1,
+            1,
+            "fail",
+            Some(serde_json::json!({"message": "flaky", "fail_attempts": 2})),
+        )
+        .await;
+    assert_eq!(job.max_attempts, 3, "the server's default");
+    let done = app.wait_finished(&job.jid).await;
+    assert_eq!(done.status(), JobStatus::Success);
+    assert_eq!(done.attempts, 3);
+    let history: Vec<_> = done
+        .history
+        .iter()
+        .map(|a| (a.number, a.outcome.as_str(), a.error.as_str()))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (1, "FAILED", "flaky"),
+            (2, "FAILED", "flaky"),
+            (3, "SUCCESS", "")
+        ]
+    );
+    // Each retry waited at least half its backoff: 50 ms, then 100 ms.
+    for (pair, least) in done.history.windows(2).zip([50_000, 100_000]) {
+        let gap = micros(pair[1].start_time.as_ref().unwrap())
+            - micros(pair[0].end_time.as_ref().unwrap());
+        assert!(
+            gap >= least,
+            "retried after {gap} µs, sooner than its backoff"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_out_of_attempts_ends_in_error_with_its_last_error() {
+    let mut app = TestApp::start().await;
+    app.start_worker_with(Registry::builtin(), fast_retries());
+    let mut request = pb::CreateJobRequest {
+        start: 1,
+        end: 1,
+        kind: "fail".into(),
+        max_attempts: 2,
+        ..Default::default()
+    };
+    request.params = Some(jobs_proto::params_to_struct(
+        serde_json::json!({"message": "always"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    ));
+    let job = app
+        .client
+        .create_job(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    let done = app.wait_finished(&job.jid).await;
+    assert_eq!(
+        (done.status(), done.attempts, done.error.as_str()),
+        (JobStatus::Error, 2, "always")
+    );
+    assert_eq!(done.history.len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_attempt_past_its_timeout_is_stopped_and_fails() {
+    let mut app = TestApp::with_worker().await;
+    let request = pb::CreateJobRequest {
+        start: 0,
+        end: 60_000,
+        kind: "sleep".into(),
+        max_attempts: 1,
+        timeout: Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 200_000_000,
+        }),
+        ..Default::default()
+    };
+    let job = app
+        .client
+        .create_job(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    let started = Instant::now();
+    let done = app.wait_finished(&job.jid).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped long before the 60 s sleep"
+    );
+    assert_eq!(done.status(), JobStatus::Error);
+    assert_eq!(done.error, "timed out after 200 ms");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_running_job_is_never_retried() {
+    let mut app = TestApp::start().await;
+    app.start_worker_with(Registry::builtin(), fast_retries());
+    let job = app.create(0, 60_000, "sleep").await;
+    while app.get(&job.jid).await.status() != JobStatus::Running {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.client
+        .cancel_job(pb::CancelJobRequest {
+            jid: job.jid.clone(),
+        })
+        .await
+        .unwrap();
+    let done = app.wait_finished(&job.jid).await;
+    assert_eq!((done.status(), done.attempts), (JobStatus::Cancelled, 1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.get(&job.jid).await.status(), JobStatus::Cancelled);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_returns_the_first_job() {
+    let mut app = TestApp::start().await;
+    let request = pb::CreateJobRequest {
+        start: 1,
+        end: 5,
+        idempotency_key: "order-1".into(),
+        ..Default::default()
+    };
+    let first = app
+        .client
+        .create_job(request.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    let again = app
+        .client
+        .create_job(request.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert_eq!(first.jid, again.jid);
+    let listed = app
+        .client
+        .list_jobs(pb::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.jobs.len(), 1, "created once");
+    let other = pb::CreateJobRequest { end: 6, ..request };
+    let err = app.client.create_job(other).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("idempotency_key:"),
+        "{}",
+        err.message()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_token_every_call_but_health_needs_it() {
+    let app = TestApp::start_with(TestRedis::start(), &["--api-token", "s3cret"]).await;
+    let mut client = JobServiceClient::new(app.channel.clone());
+    let get = || pb::ListJobsRequest::default();
+    assert_eq!(
+        client.list_jobs(get()).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
+    let mut wrong = Request::new(get());
+    wrong
+        .metadata_mut()
+        .insert("authorization", MetadataValue::from_static("Bearer s3cres"));
+    assert_eq!(
+        client.list_jobs(wrong).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
+    let mut right = Request::new(get());
+    right
+        .metadata_mut()
+        .insert("authorization", MetadataValue::from_static("Bearer s3cret"));
+    assert!(client.list_jobs(right).await.is_ok());
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    let check = tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    };
+    assert!(health.check(check).await.is_ok(), "health needs no token");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn while_redis_is_down_calls_fail_fast_as_unavailable_then_recover() {
+    let mut app = TestApp::start_with(TestRedis::private_persistent(), &[]).await;
+    let job = app.create(1, 2, "sum").await;
+    app.redis.stop();
+
+    let started = Instant::now();
+    let err = app
+        .client
+        .get_job(pb::GetJobRequest {
+            jid: job.jid.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    let err = app
+        .client
+        .create_job(pb::CreateJobRequest {
+            start: 1,
+            end: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    let serving = |health: &mut tonic_health::pb::health_client::HealthClient<_>| {
+        let mut health = health.clone();
+        async move {
+            health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "jobs.v1.JobService".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while serving(&mut health).await
+        != tonic_health::pb::health_check_response::ServingStatus::NotServing
+    {
+        assert!(
+            Instant::now() < deadline,
+            "health never reported the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    app.redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let back = loop {
+        match app
+            .client
+            .get_job(pb::GetJobRequest {
+                jid: job.jid.clone(),
+            })
+            .await
+        {
+            Ok(reply) => break reply.into_inner().job.unwrap(),
+            Err(err) => {
+                assert_eq!(err.code(), Code::Unavailable);
+                assert!(Instant::now() < deadline, "never reconnected");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(
+        back.jid, job.jid,
+        "the job accepted before the outage survived it"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,359 @@
+//! Nothing lost, nothing run twice at once: real worker processes killed,
+//! paused, stopped, and a real Redis restarted under them.
+
+#![allow(clippy::unwrap_used)] // a test fails loudly on the first broken assumption
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use jobs_core::{AttemptOutcome, Job, JobId, JobStatus, NewJob, RedisConfig, Store};
+use jobs_testkit::TestRedis;
+
+/// A `jobs-worker` process whose log goes to a file the test can read.
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn start(redis: &TestRedis, name: &str, env: &[(&str, &str)]) -> Self {
+        let log = std::env::temp_dir().join(format!("{}-{name}.log", redis.prefix()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jobs-worker"));
+        command
+            .env("REDIS_URL", redis.url())
+            .env("JOBS_KEY_PREFIX", redis.prefix())
+            .env("JOBS_WORKER_NAME", name)
+            .env("RUST_LOG", "jobs_worker=debug,jobs_core=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self {
+            child: command.spawn().unwrap(),
+            log,
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    fn kill(mut self) -> String {
+        self.signal("-KILL");
+        self.child.wait().unwrap();
+        self.read_log()
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    fn terminate(mut self) -> String {
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "the worker exited with {status}");
+                return self.read_log();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn read_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+async fn store(redis: &TestRedis) -> Store {
+    Store::connect(&RedisConfig::new(redis.url(), redis.prefix()))
+        .await
+        .unwrap()
+}
+
+async fn submit(store: &Store, new: NewJob) -> JobId {
+    store.create(&new).await.unwrap().job.jid
+}
+
+fn sleep_job(millis: i64) -> NewJob {
+    NewJob::parse(0, millis, "sleep", None)
+        .unwrap()
+        .with_max_attempts(10)
+        .unwrap()
+}
+
+/// Polls (bounded) until `done` holds for the job.
+async fn wait_for(store: &Store, jid: JobId, limit: Duration, done: impl Fn(&Job) -> bool) -> Job {
+    let deadline = Instant::now() + limit;
+    loop {
+        match store.get(&jid).await {
+            Ok(job) if done(&job) => return job,
+            Ok(job) => assert!(Instant::now() < deadline, "gave up waiting on {job:?}"),
+            Err(err) => assert!(Instant::now() < deadline, "gave up waiting: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const FAST_LEASE: (&str, &str) = ("JOBS_LEASE_MS", "600");
+
+#[tokio::test]
+async fn a_job_whose_worker_is_killed_is_finished_by_another() {
+    let redis = TestRedis::start();
+    let store = store(&redis).await;
+    let first = Worker::start(&redis, "first", &[FAST_LEASE]);
+    let jid = submit(&store, sleep_job(1500)).await;
+    wait_for(&store, jid, Duration::from_secs(10), |job| {
+        job.status == JobStatus::Running
+    })
+    .await;
+    let _second = Worker::start(&redis, "second", &[FAST_LEASE]);
+    first.kill();
+
+    let done = wait_for(&store, jid, Duration::from_secs(15), |job| {
+        job.status.is_terminal()
+    })
+    .await;
+    assert_eq!(done.status, JobStatus::Success);
+    assert_eq!(done.attempts, 2);
+    let outcomes: Vec<_> = done
+        .history
+        .iter()
+        .map(|a| (a.worker.as_str(), a.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("first", AttemptOutcome::Lost),
+            ("second", AttemptOutcome::Success)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_paused_worker_cannot_overwrite_the_job_another_finished() {
+    let redis = TestRedis::start();
+    let store = store(&redis).await;
+    let paused = Worker::start(&redis, "paused", &[FAST_LEASE]);
+    let jid = submit(&store, sleep_job(800)).await;
+    wait_for(&store, jid, Duration::from_secs(10), |job| {
+        job.status == JobStatus::Running
+    })
+    .await;
+    paused.signal("-STOP");
+    let _other = Worker::start(&redis, "other", &[FAST_LEASE]);
+    let finished = wait_for(&store, jid, Duration::from_secs(15), |job| {
+        job.status.is_terminal()
+    })
+    .await;
+    assert_eq!(finished.status, JobStatus::Success);
+    assert_eq!(finished.history.last().unwrap().worker, "other");
+
+    // Resumed past its lease, with its handler's time long up: whatever it
+    // tries to write about the job is refused.
+    paused.signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = paused.read_log();
+        if log.contains("lease lost") || log.contains("outcome refused") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resumed worker never noticed: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.get(&jid).await.unwrap(),
+        finished,
+        "the job stays as the second worker left it"
+    );
+    paused.terminate();
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_job_in_flight_finish() {
+    let redis = TestRedis::start();
+    let store = store(&redis).await;
+    let worker = Worker::start(&redis, "leaving", &[]);
+    let jid = submit(&store, sleep_job(700)).await;
+    wait_for(&store, jid, Duration::from_secs(10), |job| {
+        job.status == JobStatus::Running
+    })
+    .await;
+    worker.terminate();
+    let job = store.get(&jid).await.unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Success, 1));
+}
+
+#[tokio::test]
+async fn past_the_grace_period_a_job_is_handed_back_at_once() {
+    let redis = TestRedis::start();
+    let store = store(&redis).await;
+    // The default 30 s lease: only a hand-back explains a quick finish.
+    let leaving = Worker::start(&redis, "leaving", &[("JOBS_SHUTDOWN_GRACE_MS", "200")]);
+    let jid = submit(&store, sleep_job(1500)).await;
+    wait_for(&store, jid, Duration::from_secs(10), |job| {
+        job.status == JobStatus::Running
+    })
+    .await;
+    let _staying = Worker::start(&redis, "staying", &[]);
+    leaving.terminate();
+    let done = wait_for(&store, jid, Duration::from_secs(10), |job| {
+        job.status.is_terminal()
+    })
+    .await;
+    assert_eq!(done.status, JobStatus::Success);
+    assert_eq!(done.attempts, 1, "a hand-back does not count as an attempt");
+    let outcomes: Vec<_> = done
+        .history
+        .iter()
+        .map(|a| (a.worker.as_str(), a.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("leaving", AttemptOutcome::Release),
+            ("staying", AttemptOutcome::Success)
+        ]
+    );
+}
+
+/// Which jobs each log line says succeeded: the handler's side effect.
+fn successes(log: &str, counts: &mut HashMap<String, u32>) {
+    for line in log.lines().filter(|line| line.ends_with("succeeded")) {
+        if let Some(at) = line.find("jid=") {
+            let jid = &line[at + 4..at + 40];
+            *counts.entry(jid.to_owned()).or_default() += 1;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_jobs_survive_workers_killed_again_and_again() {
+    let redis = TestRedis::start();
+    let store = store(&redis).await;
+    let env = [FAST_LEASE, ("JOBS_WORKER_CONCURRENCY", "16")];
+    let mut jids = Vec::new();
+    for i in 0..1000 {
+        jids.push(submit(&store, sleep_job(i % 40)).await);
+    }
+    let mut logs = String::new();
+    let mut workers: Vec<_> = (0..3)
+        .map(|n| Worker::start(&redis, &format!("w{n}"), &env))
+        .collect();
+    let mut spawned = 3;
+    let done = |store: &Store| {
+        let store = store.clone();
+        let jids = jids.clone();
+        async move {
+            for jid in &jids {
+                if !store.get(jid).await.unwrap().status.is_terminal() {
+                    return false;
+                }
+            }
+            true
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for round in 0.. {
+        if done(&store).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the jobs never all finished");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if round < 12 {
+            // Kill one worker mid-run and start a fresh one in its place.
+            let victim = workers.remove(round % workers.len());
+            logs.push_str(&victim.kill());
+            workers.push(Worker::start(&redis, &format!("w{spawned}"), &env));
+            spawned += 1;
+        }
+    }
+    for worker in workers {
+        logs.push_str(&worker.terminate());
+    }
+
+    let mut ran = HashMap::new();
+    successes(&logs, &mut ran);
+    let mut retaken = 0;
+    for jid in &jids {
+        let job = store.get(jid).await.unwrap();
+        assert_eq!(job.status, JobStatus::Success, "{job:?}");
+        let runs = ran.get(&jid.to_string()).copied().unwrap_or(0);
+        if job
+            .history
+            .iter()
+            .all(|a| a.outcome != AttemptOutcome::Lost)
+        {
+            assert_eq!(
+                runs, 1,
+                "job {jid} ran {runs} times though no worker died under it"
+            );
+        } else {
+            retaken += 1;
+            assert!(runs >= 1, "job {jid} never ran to success");
+        }
+    }
+    assert!(retaken > 0, "the kills hit no job: the test proved nothing");
+}
+
+#[tokio::test]
+async fn a_redis_restart_loses_no_job_and_the_processes_recover() {
+    let mut redis = TestRedis::private_persistent();
+    let store = store(&redis).await;
+    let mut jids = Vec::new();
+    for i in 0..300 {
+        jids.push(submit(&store, sleep_job(i % 20)).await);
+    }
+    let workers: Vec<_> = (0..2)
+        .map(|n| {
+            Worker::start(
+                &redis,
+                &format!("w{n}"),
+                &[("JOBS_LEASE_MS", "2000"), ("JOBS_WORKER_CONCURRENCY", "4")],
+            )
+        })
+        .collect();
+    wait_for(&store, jids[20], Duration::from_secs(20), |job| {
+        job.status.is_terminal()
+    })
+    .await;
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.restart();
+
+    for jid in &jids {
+        let job = wait_for(&store, *jid, Duration::from_secs(60), |job| {
+            job.status.is_terminal()
+        })
+        .await;
+        assert_eq!(job.status, JobStatus::Success, "{job:?}");
+    }
+    for worker in workers {
+        worker.terminate();
+    }
+}
