@@ -3,7 +3,8 @@
 //!
 //! Job commands are verbs at the top level (`jobs submit`, `jobs watch`);
 //! other resources get a noun with verbs under it (`jobs data load`), so a
-//! new service adds one subcommand group without moving existing commands.
+//! new service adds one subcommand group without moving existing commands
+//! (`DataService` arrives as `Command::Data` with its own `DataCommand` enum).
 
 use clap_complete::Shell;
 use jobs_proto::pb;
@@ -160,9 +161,9 @@ pub(crate) struct SubmitArgs {
     /// Last integer of the job's range (inclusive).
     #[arg(long, allow_negative_numbers = true)]
     pub(crate) end: i64,
-    /// Which handler runs it: sum (the default), sleep or fail.
-    #[arg(long, default_value = "")]
-    pub(crate) kind: String,
+    /// Which handler runs it: sum (when omitted), sleep or fail.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
     /// A parameter of the kind, as KEY=VALUE; the value is read as JSON when
     /// it parses, as a string otherwise. Repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE")]

@@ -80,7 +80,8 @@ async fn submit(server: &str, args: SubmitArgs, printer: Printer) -> anyhow::Res
     let request = pb::CreateJobRequest {
         start: args.start,
         end: args.end,
-        kind: args.kind,
+        // Empty asks the server for its default kind.
+        kind: args.kind.unwrap_or_default(),
         params: Some(parse_params(&args.params)?),
     };
     let job = client
