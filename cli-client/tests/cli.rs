@@ -493,3 +493,24 @@ async fn help_shows_examples_and_exit_codes() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reader_that_goes_away_is_no_error() {
+    let server = server().await;
+    jobs(&server.url, &["submit", "--start", "1", "--end", "2"]).await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobs"));
+    command
+        .args(["--server", &server.url, "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        // Close the read end before the list arrives, as `| head -0` would.
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_code(&output, 0);
+    assert_eq!(stderr(&output), "", "no panic, no message");
+}
