@@ -1,106 +1,66 @@
-//! The commands and how each talks to the server.
+//! The commands: one function each, talking gRPC to the server and handing
+//! what it answers to [`Printer`].
 
 use std::{process::ExitCode, time::Duration};
 
 use anyhow::{Context, anyhow};
+use clap::CommandFactory;
+use clap_complete::Shell;
 use jobs_proto::pb::{self, job_service_client::JobServiceClient};
-use tonic::{
-    Code,
-    transport::{Channel, Endpoint},
+use serde_json::json;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{
+    cli::{Cli, Command, StatusFilter, SubmitArgs},
+    errors::{self, JobEnded},
+    follow::{Bar, follow},
+    output::{Printer, job_json, outcome_json, result_json, status_name, stderr_line, value_text},
 };
 
-/// How long to wait for the server to accept a connection.
+/// How long to wait for the server to accept a connection: an unreachable
+/// server fails within seconds, not at the OS's TCP timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Exit codes, documented in `--help`.
-mod exit {
-    pub(super) const JOB_FAILED: u8 = 1;
-    pub(super) const NOT_FOUND: u8 = 3;
-    pub(super) const UNREACHABLE: u8 = 4;
-}
+/// The most jobs one `ListJobs` page may hold (the server's limit).
+const MAX_PAGE_SIZE: u32 = 1000;
 
-/// Command-line client of the Jobs service.
-///
-/// Exit codes: 0 ok, 1 failed (or the job failed), 2 usage, 3 not found,
-/// 4 server unreachable.
-#[derive(Debug, clap::Parser)]
-#[command(name = "jobs", version)]
-pub struct Cli {
-    /// The Jobs API server's gRPC address.
-    #[arg(
-        long,
-        global = true,
-        env = "JOBS_SERVER",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    server: String,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum Command {
-    /// Submit a job and print its id.
-    ///
-    /// Example: jobs submit --start 1 --end 100
-    Submit {
-        /// First integer of the job's range.
-        #[arg(long, allow_negative_numbers = true)]
-        start: i64,
-        /// Last integer of the job's range.
-        #[arg(long, allow_negative_numbers = true)]
-        end: i64,
-        /// Which handler runs it: sum (default), sleep or fail.
-        #[arg(long, default_value = "")]
-        kind: String,
-        /// A parameter of the kind, as key=value; the value is read as JSON
-        /// when it parses, as a string otherwise. Repeatable.
-        #[arg(long = "param", value_name = "KEY=VALUE")]
-        params: Vec<String>,
-    },
-    /// Show one job as JSON.
-    ///
-    /// Example: jobs get 1b4e28ba-2fa1-11d2-883f-0016d3cca427
-    Get {
-        /// The job's id.
-        jid: String,
-    },
-    /// Check that the server is up and serving.
-    ///
-    /// Example: jobs health
-    Health,
-}
-
-/// Runs the command; returns the exit code after printing any error.
+/// Runs the command; returns the exit code after printing any error as one
+/// line on stderr.
 pub async fn run(cli: Cli) -> ExitCode {
-    match execute(&cli).await {
+    let server = server_url(&cli.server);
+    let printer = Printer::new(cli.output);
+    match execute(cli.command, &server, printer).await {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout has gone (`jobs list | head -1`): nothing
+        // is wrong and nobody is left to tell.
+        Err(err) if errors::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            let code = exit_code(&err);
-            if code == exit::UNREACHABLE {
-                eprintln!(
-                    "error: cannot reach the Jobs server at {} ({err:#}); start it, or point --server / JOBS_SERVER at it",
-                    cli.server
-                );
-            } else if let Some(status) = err.downcast_ref::<tonic::Status>() {
-                eprintln!("error: {}", status.message());
-            } else {
-                eprintln!("error: {err:#}");
-            }
-            ExitCode::from(code)
+            stderr_line(&errors::message(&err, &server));
+            ExitCode::from(errors::exit_code(&err))
         }
     }
 }
 
-fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<tonic::transport::Error>().is_some() {
-        return exit::UNREACHABLE;
+/// `--server` as a URL: `localhost:50051` means `http://localhost:50051`.
+fn server_url(server: &str) -> String {
+    if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
     }
-    match err.downcast_ref::<tonic::Status>().map(tonic::Status::code) {
-        Some(Code::NotFound) => exit::NOT_FOUND,
-        Some(Code::Unavailable) => exit::UNREACHABLE,
-        _ => exit::JOB_FAILED,
+}
+
+async fn execute(command: Command, server: &str, printer: Printer) -> anyhow::Result<()> {
+    match command {
+        Command::Submit(args) => submit(server, args, printer).await,
+        Command::Get { jid } => get(server, jid, printer).await,
+        Command::List { status, limit } => list(server, status, limit, printer).await,
+        Command::Result { jid } => result(server, jid, printer).await,
+        Command::Watch { jid } => watch(server, &jid, printer).await,
+        Command::Cancel { jid } => cancel(server, jid, printer).await,
+        Command::Health => health(server, printer).await,
+        // Needs no server, so it works anywhere.
+        Command::Completions { shell } => completions(shell, printer),
     }
 }
 
@@ -111,50 +71,47 @@ async fn connect(server: &str) -> anyhow::Result<Channel> {
     Ok(endpoint.connect().await?)
 }
 
-async fn execute(cli: &Cli) -> anyhow::Result<()> {
-    let channel = connect(&cli.server).await?;
-    match &cli.command {
-        Command::Submit {
-            start,
-            end,
-            kind,
-            params,
-        } => {
-            let request = pb::CreateJobRequest {
-                start: *start,
-                end: *end,
-                kind: kind.clone(),
-                params: Some(parse_params(params)?),
-                ..Default::default()
-            };
-            let job = JobServiceClient::new(channel)
-                .create_job(request)
-                .await?
-                .into_inner()
-                .job
-                .context("the server returned no job")?;
-            print_line(&job.jid);
-        }
-        Command::Get { jid } => {
-            let job = JobServiceClient::new(channel)
-                .get_job(pb::GetJobRequest { jid: jid.clone() })
-                .await?
-                .into_inner()
-                .job
-                .context("the server returned no job")?;
-            print_line(&serde_json::to_string_pretty(&job_json(&job))?);
-        }
-        Command::Health => {
-            let status = tonic_health_check(channel).await?;
-            print_line(&status);
-        }
-    }
-    Ok(())
+async fn client(server: &str) -> anyhow::Result<JobServiceClient<Channel>> {
+    Ok(JobServiceClient::new(connect(server).await?))
 }
 
-#[allow(clippy::print_stdout)] // the CLI's output is its purpose
-fn print_line(text: &str) {
-    println!("{text}");
+async fn submit(server: &str, args: SubmitArgs, printer: Printer) -> anyhow::Result<()> {
+    let mut client = client(server).await?;
+    let request = pb::CreateJobRequest {
+        start: args.start,
+        end: args.end,
+        // Empty asks the server for its default kind.
+        kind: args.kind.unwrap_or_default(),
+        params: Some(parse_params(&args.params)?),
+        ..Default::default()
+    };
+    let job = client
+        .create_job(request)
+        .await?
+        .into_inner()
+        .job
+        .context("the server returned no job")?;
+    if !args.wait {
+        if printer.json() {
+            return printer.document(&job_json(&job));
+        }
+        return Ok(printer.line(&job.jid)?);
+    }
+    // The id on stderr keeps stdout for the result, and still tells the
+    // user which job to look up if they stop waiting.
+    if !printer.json() {
+        stderr_line(&format!("job {} submitted", job.jid));
+    }
+    let bar = Bar::for_terminal();
+    let followed = follow(&mut client, &job.jid, |job| {
+        bar.update(job);
+        Ok(())
+    })
+    .await;
+    bar.clear();
+    followed?;
+    let outcome = fetch_result(&mut client, job.jid).await?;
+    report_outcome(&outcome, printer)
 }
 
 fn parse_params(pairs: &[String]) -> anyhow::Result<prost_types::Struct> {
@@ -169,45 +126,190 @@ fn parse_params(pairs: &[String]) -> anyhow::Result<prost_types::Struct> {
     Ok(jobs_proto::params_to_struct(params))
 }
 
-async fn tonic_health_check(channel: Channel) -> anyhow::Result<String> {
+async fn get(server: &str, jid: String, printer: Printer) -> anyhow::Result<()> {
+    let mut client = client(server).await?;
+    let job = client
+        .get_job(pb::GetJobRequest { jid })
+        .await?
+        .into_inner()
+        .job
+        .context("the server returned no job")?;
+    if printer.json() {
+        return printer.document(&job_json(&job));
+    }
+    for line in printer.job_text(&job) {
+        printer.line(&line)?;
+    }
+    Ok(())
+}
+
+/// Pages through `ListJobs` until `limit` jobs or the last page.
+async fn list(
+    server: &str,
+    status: Option<StatusFilter>,
+    limit: u32,
+    printer: Printer,
+) -> anyhow::Result<()> {
+    let mut client = client(server).await?;
+    let status = status.map_or(pb::JobStatus::Unspecified, pb::JobStatus::from);
+    let mut jobs = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let wanted = limit.saturating_sub(u32::try_from(jobs.len()).unwrap_or(u32::MAX));
+        let page = client
+            .list_jobs(pb::ListJobsRequest {
+                page_size: i32::try_from(wanted.min(MAX_PAGE_SIZE)).unwrap_or(i32::MAX),
+                page_token,
+                status: status.into(),
+            })
+            .await?
+            .into_inner();
+        jobs.extend(page.jobs);
+        page_token = page.next_page_token;
+        if page_token.is_empty() || jobs.len() >= limit as usize {
+            break;
+        }
+    }
+    jobs.truncate(limit as usize);
+    if printer.json() {
+        return printer.document(&jobs.iter().map(job_json).collect());
+    }
+    if jobs.is_empty() {
+        return Ok(printer.line("no jobs")?);
+    }
+    for line in printer.job_table(&jobs) {
+        printer.line(&line)?;
+    }
+    Ok(())
+}
+
+async fn result(server: &str, jid: String, printer: Printer) -> anyhow::Result<()> {
+    let mut client = client(server).await?;
+    let outcome = fetch_result(&mut client, jid).await?;
+    report_outcome(&outcome, printer)
+}
+
+async fn fetch_result(
+    client: &mut JobServiceClient<Channel>,
+    jid: String,
+) -> anyhow::Result<pb::GetJobResultResponse> {
+    Ok(client
+        .get_job_result(pb::GetJobResultRequest { jid })
+        .await?
+        .into_inner())
+}
+
+/// Prints a finished job's outcome: the result on success; a job that failed
+/// or was cancelled becomes an error (exit code 1, its error on stderr),
+/// after its JSON document when the output is JSON.
+fn report_outcome(outcome: &pb::GetJobResultResponse, printer: Printer) -> anyhow::Result<()> {
+    let succeeded = outcome.status() == pb::JobStatus::Success;
+    if printer.json() {
+        printer.document(&outcome_json(outcome))?;
+    } else if succeeded {
+        printer.line(&value_text(&result_json(outcome)))?;
+    }
+    if succeeded {
+        return Ok(());
+    }
+    Err(JobEnded {
+        jid: outcome.jid.clone(),
+        status: status_name(outcome.status()),
+        error: outcome.error.clone(),
+    }
+    .into())
+}
+
+/// Follows a job: JSON lines, one line per update when stderr is not a
+/// terminal, or a progress bar and the final state when it is.
+async fn watch(server: &str, jid: &str, printer: Printer) -> anyhow::Result<()> {
+    let mut client = client(server).await?;
+    let bar = if printer.json() {
+        Bar::none()
+    } else {
+        Bar::for_terminal()
+    };
+    let followed = follow(&mut client, jid, |job| {
+        if printer.json() {
+            printer.json_line(&job_json(job))
+        } else if bar.is_drawn() {
+            bar.update(job);
+            Ok(())
+        } else {
+            Ok(printer.line(&printer.update_text(job))?)
+        }
+    })
+    .await;
+    bar.clear();
+    let last = followed?;
+    if bar.is_drawn() {
+        printer.line(&printer.update_text(&last))?;
+    }
+    if last.status() == pb::JobStatus::Success {
+        return Ok(());
+    }
+    Err(JobEnded {
+        jid: last.jid.clone(),
+        status: status_name(last.status()),
+        error: last.error,
+    }
+    .into())
+}
+
+async fn cancel(server: &str, jid: String, printer: Printer) -> anyhow::Result<()> {
+    let mut client = client(server).await?;
+    let job = client
+        .cancel_job(pb::CancelJobRequest { jid })
+        .await?
+        .into_inner()
+        .job
+        .context("the server returned no job")?;
+    if printer.json() {
+        return printer.document(&job_json(&job));
+    }
+    let text = if job.status() == pb::JobStatus::Cancelled {
+        format!("{} {}", job.jid, printer.status(job.status(), 0))
+    } else {
+        format!(
+            "{jid} {status}: cancellation requested; its worker stops it shortly (jobs watch {jid})",
+            jid = job.jid,
+            status = printer.status(job.status(), 0)
+        )
+    };
+    Ok(printer.line(&text)?)
+}
+
+async fn health(server: &str, printer: Printer) -> anyhow::Result<()> {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
-    let response = HealthClient::new(channel)
+    let response = HealthClient::new(connect(server).await?)
         .check(HealthCheckRequest {
             service: String::new(),
         })
         .await?
         .into_inner();
-    match response.status() {
-        ServingStatus::Serving => Ok("SERVING".to_owned()),
-        other => Err(anyhow!("the server is {}", other.as_str_name())),
+    let status = response.status();
+    if status != ServingStatus::Serving {
+        // Up but not serving is "unavailable" to a caller: exit code 4.
+        return Err(tonic::Status::unavailable(format!(
+            "the server at {server} reports {}",
+            status.as_str_name()
+        ))
+        .into());
     }
+    if printer.json() {
+        return printer.document(&json!({ "status": "SERVING", "server": server }));
+    }
+    Ok(printer.line("SERVING")?)
 }
 
-/// A job as JSON, with the status and times spelled out.
-fn job_json(job: &pb::Job) -> serde_json::Value {
-    let time = |t: &Option<prost_types::Timestamp>| -> serde_json::Value {
-        t.as_ref()
-            .map_or(serde_json::Value::Null, |t| t.to_string().into())
-    };
-    let params = job
-        .params
-        .clone()
-        .map(|params| jobs_proto::struct_to_params(params).unwrap_or_default())
-        .unwrap_or_default();
-    serde_json::json!({
-        "jid": job.jid,
-        "status": job.status().as_str_name(),
-        "start": job.start,
-        "end": job.end,
-        "kind": job.kind,
-        "params": params,
-        "create_time": time(&job.create_time),
-        "start_time": time(&job.start_time),
-        "end_time": time(&job.end_time),
-        "attempts": job.attempts,
-        "error": job.error,
-        "progress": job.progress,
-    })
+fn completions(shell: Shell, printer: Printer) -> anyhow::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "jobs", &mut script);
+    let script = String::from_utf8(script).context("the completion script is not UTF-8")?;
+    if printer.json() {
+        return printer.document(&json!({ "shell": shell.to_string(), "script": script }));
+    }
+    Ok(printer.line(script.trim_end())?)
 }

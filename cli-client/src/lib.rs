@@ -3,7 +3,21 @@
 //! `main` parses arguments and calls [`run`]; [`run`] returns the process
 //! exit code, so every failure ends as one line on stderr and a documented
 //! code, never a panic.
+//!
+//! # Layout
+//!
+//! - `cli`: the clap command tree and every help text (exit codes included).
+//! - `commands`: one function per command; each connects, calls, and hands
+//!   the answer to the printer.
+//! - `follow`: following a job through `WatchJob`, and the progress bar.
+//! - `output`: text and JSON rendering, and the only writes to stdout.
+//! - `errors`: the one mapping from a failure to its exit code and message.
 
+mod cli;
 mod commands;
+mod errors;
+mod follow;
+mod output;
 
-pub use commands::{Cli, run};
+pub use cli::Cli;
+pub use commands::run;

@@ -1,11 +1,16 @@
-//! The real `jobs` binary against a real server and Redis.
+//! The real `jobs` binary against a real server and Redis: every command, in
+//! text and JSON, and every documented exit code.
 
 #![allow(clippy::unwrap_used)] // a test fails loudly on the first broken assumption
 
-use std::process::{Command, Output};
+use std::{
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
 
 use clap::Parser;
 use jobs_testkit::TestRedis;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 struct Server {
@@ -22,15 +27,22 @@ impl Drop for Server {
 
 /// The API with in-process workers (`--dev`) on port 0.
 async fn server() -> Server {
+    server_with(&[]).await
+}
+
+/// The same, with more `jobs-api` flags.
+async fn server_with(flags: &[&str]) -> Server {
     let redis = TestRedis::start();
-    let config = jobs_api::Config::parse_from([
+    let mut args = vec![
         "jobs-api",
         "--dev",
         "--redis-url",
         redis.url(),
         "--key-prefix",
         redis.prefix(),
-    ]);
+    ];
+    args.extend(flags);
+    let config = jobs_api::Config::parse_from(args);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
@@ -45,37 +57,86 @@ async fn server() -> Server {
 
 async fn jobs(server: &str, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_jobs"));
-    command.arg("--server").arg(server).args(args);
+    command
+        .arg("--server")
+        .arg(server)
+        .args(args)
+        // Colour would be off anyway (stdout is a pipe); this keeps a
+        // developer's environment from mattering at all.
+        .env_remove("NO_COLOR")
+        .env_remove("JOBS_SERVER");
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()
+}
+
+/// A command line written as one string.
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).trim().to_owned()
+}
+
+/// Stdout as one JSON document; fails the test with the output otherwise.
+fn json(output: &Output) -> Value {
+    serde_json::from_str(&stdout(output))
+        .unwrap_or_else(|err| panic!("not one JSON document ({err}): {output:?}"))
+}
+
+/// Asserts the exit code, showing the output when it is wrong.
+fn assert_code(output: &Output, code: i32) {
+    assert_eq!(output.status.code(), Some(code), "{output:?}");
+}
+
+/// Asserts a failure is reported as exactly one line on stderr.
+fn assert_one_error_line(output: &Output) {
+    let stderr = stderr(output);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Submits a job and waits for it, returning its id.
+async fn finished_job(server: &str, args: &[&str]) -> String {
+    let mut all = vec!["submit", "--wait", "--output", "json"];
+    all.extend(args);
+    let output = jobs(server, &all).await;
+    json(&output)["jid"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn submit_prints_the_id_and_get_shows_the_job() {
     let server = server().await;
     let health = jobs(&server.url, &["health"]).await;
-    assert!(health.status.success(), "{health:?}");
+    assert_code(&health, 0);
     assert_eq!(stdout(&health), "SERVING");
 
     let submitted = jobs(&server.url, &["submit", "--start", "-5", "--end", "5"]).await;
-    assert!(submitted.status.success(), "{submitted:?}");
+    assert_code(&submitted, 0);
     let jid = stdout(&submitted);
     assert_eq!(jid.len(), 36, "a UUID: {jid}");
 
-    let shown = jobs(&server.url, &["get", &jid]).await;
-    assert!(shown.status.success(), "{shown:?}");
-    let job: serde_json::Value = serde_json::from_str(&stdout(&shown)).unwrap();
+    let shown = jobs(&server.url, &["get", &jid, "--output", "json"]).await;
+    assert_code(&shown, 0);
+    let job = json(&shown);
     assert_eq!(job["jid"], jid.as_str());
     assert_eq!(
         (job["start"].as_i64(), job["end"].as_i64()),
         (Some(-5), Some(5))
     );
     assert_eq!(job["kind"], "sum");
+
+    let text = jobs(&server.url, &["get", &jid]).await;
+    assert_code(&text, 0);
+    let text = stdout(&text);
+    assert!(text.starts_with(&format!("jid       {jid}")), "{text}");
+    assert!(text.contains("range     -5..=5"), "{text}");
 
     let failing = jobs(
         &server.url,
@@ -91,40 +152,368 @@ async fn submit_prints_the_id_and_get_shows_the_job() {
             "message=boom",
             "--param",
             "fail_attempts=1",
+            "--output",
+            "json",
         ],
     )
     .await;
-    assert!(failing.status.success(), "params as key=value: {failing:?}");
+    assert_code(&failing, 0);
+    let job = json(&failing);
+    assert_eq!(job["status"], "QUEUED");
+    // A value that parses as JSON travels as JSON, anything else as a string.
+    assert_eq!(
+        job["params"],
+        serde_json::json!({"message": "boom", "fail_attempts": 1})
+    );
+}
+
+#[tokio::test]
+async fn submit_wait_prints_the_result_and_fails_with_the_job() {
+    let server = server().await;
+    let summed = jobs(
+        &server.url,
+        &["submit", "--start", "1", "--end", "100", "--wait"],
+    )
+    .await;
+    assert_code(&summed, 0);
+    // Only the result on stdout, so `$(jobs submit … --wait)` captures it.
+    assert_eq!(stdout(&summed), "5050");
+    assert!(stderr(&summed).contains("submitted"), "{summed:?}");
+
+    // A sum beyond 2^53 arrives exactly.
+    let big = jobs(
+        &server.url,
+        &["submit", "--start", "1", "--end", "1000000000", "--wait"],
+    )
+    .await;
+    assert_code(&big, 0);
+    assert_eq!(stdout(&big), "500000000500000000");
+
+    let failed = jobs(
+        &server.url,
+        &words("submit --start 1 --end 1 --kind fail --param message=boom --wait"),
+    )
+    .await;
+    assert_code(&failed, 1);
+    assert_eq!(stdout(&failed), "");
+    let line = stderr(&failed);
+    assert!(line.ends_with("ended ERROR: boom"), "{line}");
+    assert_eq!(line.lines().filter(|l| l.starts_with("error")).count(), 1);
+
+    let failed = jobs(
+        &server.url,
+        &words("submit --start 1 --end 1 --kind fail --param message=boom --wait --output json"),
+    )
+    .await;
+    assert_code(&failed, 1);
+    let outcome = json(&failed);
+    assert_eq!(outcome["status"], "ERROR");
+    assert_eq!(outcome["error"], "boom");
+    assert_eq!(outcome["result"], Value::Null);
+}
+
+#[tokio::test]
+async fn result_prints_a_finished_jobs_outcome() {
+    let server = server().await;
+    let jid = finished_job(&server.url, &["--start", "1", "--end", "10"]).await;
+    let result = jobs(&server.url, &["result", &jid]).await;
+    assert_code(&result, 0);
+    assert_eq!(stdout(&result), "55");
+    let result = jobs(&server.url, &["result", &jid, "--output", "json"]).await;
+    assert_code(&result, 0);
+    let outcome = json(&result);
+    assert_eq!(
+        (&outcome["jid"], &outcome["status"], &outcome["result"]),
+        (
+            &Value::from(jid.as_str()),
+            &Value::from("SUCCESS"),
+            &Value::from(55)
+        )
+    );
+
+    let failed = finished_job(
+        &server.url,
+        &["--start", "1", "--end", "1", "--kind", "fail"],
+    )
+    .await;
+    let result = jobs(&server.url, &["result", &failed]).await;
+    assert_code(&result, 1);
+    assert_one_error_line(&result);
+}
+
+#[tokio::test]
+async fn watch_prints_json_lines_until_the_job_ends() {
+    let server = server().await;
+    let jid = stdout(
+        &jobs(
+            &server.url,
+            &["submit", "--start", "0", "--end", "400", "--kind", "sleep"],
+        )
+        .await,
+    );
+    let watched = jobs(&server.url, &["watch", &jid, "--output", "json"]).await;
+    assert_code(&watched, 0);
+    let updates: Vec<Value> = stdout(&watched)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(updates.iter().all(|job| job["jid"] == jid.as_str()));
+    assert_eq!(updates.last().unwrap()["status"], "SUCCESS");
+    assert!(
+        updates[..updates.len() - 1]
+            .iter()
+            .all(|job| job["status"] == "QUEUED" || job["status"] == "RUNNING"),
+        "only the last update is terminal: {updates:?}"
+    );
+
+    // Text, not on a terminal: one line per update, the last one the end.
+    let text = jobs(&server.url, &["watch", &jid]).await;
+    assert_code(&text, 0);
+    assert!(stdout(&text).starts_with("SUCCESS"), "{text:?}");
+
+    let failed = finished_job(
+        &server.url,
+        &["--start", "1", "--end", "1", "--kind", "fail"],
+    )
+    .await;
+    let watched = jobs(&server.url, &["watch", &failed, "--output", "json"]).await;
+    assert_code(&watched, 1);
+    let last: Value = serde_json::from_str(stdout(&watched).lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "ERROR");
+    assert_one_error_line(&watched);
+}
+
+#[tokio::test]
+async fn list_shows_newest_first_and_filters_by_status() {
+    let server = server().await;
+    let first = finished_job(&server.url, &["--start", "1", "--end", "2"]).await;
+    let failed = finished_job(
+        &server.url,
+        &["--start", "1", "--end", "1", "--kind", "fail"],
+    )
+    .await;
+    let last = finished_job(&server.url, &["--start", "3", "--end", "4"]).await;
+
+    let listed = jobs(&server.url, &["list", "--output", "json"]).await;
+    assert_code(&listed, 0);
+    let jids: Vec<_> = json(&listed)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["jid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(jids, [last.clone(), failed.clone(), first]);
+
+    let errors = jobs(
+        &server.url,
+        &["list", "--status", "ERROR", "--output", "json"],
+    )
+    .await;
+    assert_code(&errors, 0);
+    let errors = json(&errors);
+    assert_eq!(errors.as_array().unwrap().len(), 1, "{errors}");
+    assert_eq!(errors[0]["jid"], failed.as_str());
+
+    let table = jobs(&server.url, &["list", "--limit", "2"]).await;
+    assert_code(&table, 0);
+    let table = stdout(&table);
+    let lines: Vec<_> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two jobs: {table}");
+    assert!(lines[0].starts_with("JID "), "{table}");
+    assert!(lines[1].starts_with(&last), "{table}");
+    assert!(lines[2].contains(" ERROR "), "{table}");
+    // Aligned: every column starts where its header does.
+    let status_column = lines[0].find("STATUS").unwrap();
+    assert_eq!(lines[2].find("ERROR"), Some(status_column), "{table}");
+
+    let none = jobs(&server.url, &["list", "--status", "cancelled"]).await;
+    assert_code(&none, 0);
+    assert_eq!(stdout(&none), "no jobs");
+}
+
+#[tokio::test]
+async fn cancel_ends_a_queued_job_and_stops_a_running_one() {
+    // One slot: the first job runs, the second waits in the queue behind it.
+    let server = server_with(&["--concurrency", "1"]).await;
+    let sleep = words("submit --start 0 --end 60000 --kind sleep");
+    let running = stdout(&jobs(&server.url, &sleep).await);
+    let queued = stdout(&jobs(&server.url, &sleep).await);
+
+    let cancelled = jobs(&server.url, &["cancel", &queued, "--output", "json"]).await;
+    assert_code(&cancelled, 0);
+    assert_eq!(json(&cancelled)["status"], "CANCELLED");
+    let again = jobs(&server.url, &["cancel", &queued]).await;
+    assert_code(&again, 1);
+    assert_one_error_line(&again);
+
+    let stopping = jobs(&server.url, &["cancel", &running]).await;
+    assert_code(&stopping, 0);
+    assert!(stdout(&stopping).starts_with(&running), "{stopping:?}");
+    // The worker stops it well before its minute is up; the watch ends with
+    // the job CANCELLED.
+    let started = Instant::now();
+    let watched = jobs(&server.url, &["watch", &running, "--output", "json"]).await;
+    assert_code(&watched, 1);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let last: serde_json::Value =
+        serde_json::from_str(stdout(&watched).lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "CANCELLED", "{last}");
 }
 
 #[tokio::test]
 async fn failures_are_one_line_with_a_documented_exit_code() {
     let server = server().await;
     let invalid = jobs(&server.url, &["submit", "--start", "5", "--end", "1"]).await;
-    assert_eq!(invalid.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&invalid.stderr);
+    assert_code(&invalid, 1);
     assert!(
-        stderr.contains("end (1) must not be less than start (5)"),
-        "{stderr}"
+        stderr(&invalid).contains("end (1) must not be less than start (5)"),
+        "{invalid:?}"
     );
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_one_error_line(&invalid);
 
-    let missing = jobs(
-        &server.url,
-        &["get", "0b0e2f0e-8a4c-4f65-9d2a-4f1e1d6d3c11"],
-    )
-    .await;
-    assert_eq!(missing.status.code(), Some(3));
+    let missing = "0b0e2f0e-8a4c-4f65-9d2a-4f1e1d6d3c11";
+    for args in [
+        vec!["get", missing],
+        vec!["result", missing],
+        vec!["watch", missing],
+        vec!["cancel", missing],
+        vec!["get", missing, "--output", "json"],
+    ] {
+        let output = jobs(&server.url, &args).await;
+        assert_code(&output, 3);
+        assert_one_error_line(&output);
+        assert!(stderr(&output).contains("not found"), "{output:?}");
+    }
 
-    let usage = jobs(&server.url, &["submit", "--start", "x"]).await;
-    assert_eq!(usage.status.code(), Some(2));
+    let jid = stdout(
+        &jobs(
+            &server.url,
+            &words("submit --start 0 --end 60000 --kind sleep"),
+        )
+        .await,
+    );
+    let unfinished = jobs(&server.url, &["result", &jid]).await;
+    assert_code(&unfinished, 1);
+    assert_one_error_line(&unfinished);
+    assert!(stderr(&unfinished).contains("not ready"), "{unfinished:?}");
+    jobs(&server.url, &["cancel", &jid]).await;
 
+    for usage in [
+        vec!["submit", "--start", "x"],
+        vec!["list", "--status", "finished"],
+        vec!["list", "--limit", "0"],
+        vec!["get"],
+        vec!["completions", "tcsh"],
+    ] {
+        assert_code(&jobs(&server.url, &usage).await, 2);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_with_a_hint() {
     let port = jobs_testkit::free_port();
-    let unreachable = jobs(&format!("http://127.0.0.1:{port}"), &["health"]).await;
-    assert_eq!(unreachable.status.code(), Some(4));
-    let stderr = String::from_utf8_lossy(&unreachable.stderr);
-    assert!(
-        stderr.contains(&port.to_string()) && stderr.contains("JOBS_SERVER"),
-        "{stderr}"
-    );
+    let address = format!("127.0.0.1:{port}");
+    for args in [
+        vec!["health"],
+        vec!["list", "--output", "json"],
+        vec!["submit", "--start", "1", "--end", "2", "--wait"],
+    ] {
+        let started = Instant::now();
+        let output = jobs(&address, &args).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_code(&output, 4);
+        assert_one_error_line(&output);
+        let line = stderr(&output);
+        assert!(
+            line.contains(&format!("http://{address}")) && line.contains("JOBS_SERVER"),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_and_completions_speak_json_too() {
+    let server = server().await;
+    let health = jobs(&server.url, &["health", "--output", "json"]).await;
+    assert_code(&health, 0);
+    assert_eq!(json(&health)["status"], "SERVING");
+
+    // Completions need no server: this one is not running.
+    let nowhere = format!("127.0.0.1:{}", jobs_testkit::free_port());
+    for (shell, marker) in [
+        ("bash", "complete -F _jobs"),
+        ("zsh", "#compdef jobs"),
+        ("fish", "complete -c jobs"),
+    ] {
+        let script = jobs(&nowhere, &["completions", shell]).await;
+        assert_code(&script, 0);
+        let script = stdout(&script);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("submit") && script.contains("watch"),
+            "{shell}"
+        );
+
+        let wrapped = jobs(&nowhere, &["completions", shell, "-o", "json"]).await;
+        assert_code(&wrapped, 0);
+        let wrapped = json(&wrapped);
+        assert_eq!(wrapped["shell"], shell);
+        assert_eq!(wrapped["script"].as_str().unwrap().trim_end(), script);
+    }
+}
+
+#[tokio::test]
+async fn help_shows_examples_and_exit_codes() {
+    let nowhere = "127.0.0.1:9";
+    let help = jobs(nowhere, &["--help"]).await;
+    assert_code(&help, 0);
+    let help = stdout(&help);
+    for line in [
+        "0  ok",
+        "1  the job failed",
+        "2  usage",
+        "3  not found",
+        "4  server unreachable",
+    ] {
+        assert!(help.contains(line), "{line:?} in {help}");
+    }
+    for command in [
+        "submit",
+        "get",
+        "list",
+        "result",
+        "watch",
+        "cancel",
+        "health",
+        "completions",
+    ] {
+        let help = jobs(nowhere, &[command, "--help"]).await;
+        assert_code(&help, 0);
+        let help = stdout(&help);
+        assert!(
+            help.contains("Example") && help.contains(&format!("jobs {command}")),
+            "{command}: {help}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reader_that_goes_away_is_no_error() {
+    let server = server().await;
+    jobs(&server.url, &["submit", "--start", "1", "--end", "2"]).await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobs"));
+    command
+        .args(["--server", &server.url, "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        // Close the read end before the list arrives, as `| head -0` would.
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_code(&output, 0);
+    assert_eq!(stderr(&output), "", "no panic, no message");
 }

@@ -1,0 +1,201 @@
+//! The command line: every command, flag and help text, as one clap derive
+//! tree, so `--help` is the reference.
+//!
+//! Job commands are verbs at the top level (`jobs submit`, `jobs watch`);
+//! other resources get a noun with verbs under it (`jobs data load`), so a
+//! new service adds one subcommand group without moving existing commands
+//! (`DataService` arrives as `Command::Data` with its own `DataCommand` enum).
+
+use clap_complete::Shell;
+use jobs_proto::pb;
+
+/// Exit codes, shown at the end of `jobs --help`.
+pub(crate) const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  ok
+  1  the job failed or was cancelled (submit --wait, watch, result), or another failure
+  2  usage: a bad command line
+  3  not found: no job with that id
+  4  server unreachable or unavailable (also when its Redis is down)
+
+The server is JOBS_SERVER or --server (default http://127.0.0.1:50051).
+Colour only on a terminal, never when NO_COLOR is set.";
+
+/// Command-line client of the Jobs service: submit long-running work, follow
+/// it, and fetch its result.
+#[derive(Debug, clap::Parser)]
+#[command(name = "jobs", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// The Jobs API server's gRPC address.
+    #[arg(
+        long,
+        global = true,
+        env = "JOBS_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub(crate) server: String,
+
+    /// How to print results: text for people, or json (one document; one
+    /// line per update for `watch`).
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        value_enum,
+        default_value_t = Format::Text
+    )]
+    pub(crate) output: Format,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned text for people.
+    Text,
+    /// Machine-readable JSON.
+    Json,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Submit a job and print its id.
+    #[command(after_help = "\
+Examples:
+  jobs submit --start 1 --end 100
+  jobs submit --start 1 --end 100 --wait          # prints 5050 when done
+  jobs submit --start 0 --end 3000 --kind sleep --wait
+  jobs submit --start 1 --end 1 --kind fail --param message=boom --param fail_attempts=1
+
+With --wait the id goes to stderr and the result to stdout, so
+  sum=$(jobs submit --start 1 --end 100 --wait)
+captures the result; the exit code is 1 when the job fails or is cancelled.")]
+    Submit(SubmitArgs),
+
+    /// Show one job: its status, range, times, attempts and error.
+    #[command(after_help = "\
+Example:
+  jobs get 5b7e2a0c-3f4e-4f8e-9a52-0c9b8f1d2e3a
+Exit code 3 when there is no such job.")]
+    Get {
+        /// The job's id.
+        jid: String,
+    },
+
+    /// List jobs, newest first: id, kind, status, created, duration.
+    #[command(after_help = "\
+Examples:
+  jobs list
+  jobs list --status running --limit 5
+  jobs list --output json | jq -r '.[].jid'")]
+    List {
+        /// Only jobs with this status.
+        #[arg(long, value_enum, ignore_case = true)]
+        status: Option<StatusFilter>,
+        /// The most jobs to show.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+    },
+
+    /// Print the result of a finished job.
+    #[command(after_help = "\
+Example:
+  jobs result 5b7e2a0c-3f4e-4f8e-9a52-0c9b8f1d2e3a      # 5050
+Exit code 1 with the job's error when it failed or was cancelled, or while it
+has not finished yet.")]
+    Result {
+        /// The job's id.
+        jid: String,
+    },
+
+    /// Follow a job's status and progress until it ends.
+    #[command(after_help = "\
+Examples:
+  jobs watch 5b7e2a0c-3f4e-4f8e-9a52-0c9b8f1d2e3a
+  jobs watch 5b7e2a0c-3f4e-4f8e-9a52-0c9b8f1d2e3a --output json   # one JSON line per update
+A progress bar on a terminal, one line per update otherwise. Exit code 1 when
+the job ends failed or cancelled.")]
+    Watch {
+        /// The job's id.
+        jid: String,
+    },
+
+    /// Cancel a queued or running job.
+    #[command(after_help = "\
+Example:
+  jobs cancel 5b7e2a0c-3f4e-4f8e-9a52-0c9b8f1d2e3a
+A queued job ends CANCELLED at once; a running one is stopped by its worker
+shortly after (`jobs watch` shows it end). Exit code 1 when the job has
+already finished.")]
+    Cancel {
+        /// The job's id.
+        jid: String,
+    },
+
+    /// Check that the server is up and serving.
+    #[command(after_help = "\
+Example:
+  jobs health && echo up")]
+    Health,
+
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  jobs completions bash > ~/.local/share/bash-completion/completions/jobs
+  jobs completions zsh > ~/.zfunc/_jobs
+  jobs completions fish > ~/.config/fish/completions/jobs.fish")]
+    Completions {
+        /// The shell to complete for.
+        shell: Shell,
+    },
+}
+
+/// `jobs submit`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SubmitArgs {
+    /// First integer of the job's range (inclusive).
+    #[arg(long, allow_negative_numbers = true)]
+    pub(crate) start: i64,
+    /// Last integer of the job's range (inclusive).
+    #[arg(long, allow_negative_numbers = true)]
+    pub(crate) end: i64,
+    /// Which handler runs it: sum (when omitted), sleep or fail.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// A parameter of the kind, as KEY=VALUE; the value is read as JSON when
+    /// it parses, as a string otherwise. Repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub(crate) params: Vec<String>,
+    /// Follow the job until it ends, then print its result.
+    #[arg(long)]
+    pub(crate) wait: bool,
+}
+
+/// A status to filter by; the names `jobs` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum StatusFilter {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker is running it.
+    Running,
+    /// Finished successfully.
+    Success,
+    /// Finished with an error.
+    Error,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl From<StatusFilter> for pb::JobStatus {
+    fn from(filter: StatusFilter) -> Self {
+        match filter {
+            StatusFilter::Queued => pb::JobStatus::Queued,
+            StatusFilter::Running => pb::JobStatus::Running,
+            StatusFilter::Success => pb::JobStatus::Success,
+            StatusFilter::Error => pb::JobStatus::Error,
+            StatusFilter::Cancelled => pb::JobStatus::Cancelled,
+        }
+    }
+}

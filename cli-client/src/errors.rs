@@ -1,0 +1,100 @@
+//! How a failure becomes one line on stderr and a documented exit code.
+//!
+//! Commands return `anyhow::Error`; [`exit_code`] is the one place that maps
+//! an error to a code (see `EXIT_CODES_HELP`), and [`message`] the one place
+//! that words it.
+
+use std::error::Error as _;
+
+use tonic::Code;
+
+/// Exit codes; `cli::EXIT_CODES_HELP` documents them.
+pub(crate) mod exit {
+    /// The job failed or was cancelled, or any failure without its own code.
+    pub(crate) const FAILED: u8 = 1;
+    /// No job with that id.
+    pub(crate) const NOT_FOUND: u8 = 3;
+    /// The server (or the Redis behind it) cannot be reached.
+    pub(crate) const UNREACHABLE: u8 = 4;
+}
+
+/// A job that ended without success, for the commands whose exit code says
+/// how the job ended (`submit --wait`, `watch`, `result`).
+#[derive(Debug)]
+pub(crate) struct JobEnded {
+    pub(crate) jid: String,
+    /// The terminal status's name, as `jobs` prints it.
+    pub(crate) status: &'static str,
+    pub(crate) error: String,
+}
+
+impl std::fmt::Display for JobEnded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "job {} ended {}", self.jid, self.status)?;
+        if !self.error.is_empty() {
+            write!(f, ": {}", self.error)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for JobEnded {}
+
+/// The process exit code for a failure.
+pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<tonic::transport::Error>().is_some() {
+        return exit::UNREACHABLE;
+    }
+    match err.downcast_ref::<tonic::Status>().map(tonic::Status::code) {
+        Some(Code::NotFound) => exit::NOT_FOUND,
+        Some(Code::Unavailable) => exit::UNREACHABLE,
+        _ => exit::FAILED,
+    }
+}
+
+/// The one line printed on stderr for a failure talking to `server`.
+pub(crate) fn message(err: &anyhow::Error, server: &str) -> String {
+    if connection_failed(err) {
+        return format!(
+            "error: cannot reach the Jobs server at {server} ({}); start it, or point --server / JOBS_SERVER at it",
+            cause_chain(err)
+        );
+    }
+    let detail = match err.downcast_ref::<tonic::Status>() {
+        // The server's own words, without tonic's "status: …, message: …" frame.
+        Some(status) if !status.message().is_empty() => status.message().to_owned(),
+        _ => format!("{err:#}"),
+    };
+    format!("error: {}", one_line(&detail))
+}
+
+/// Whether stdout's reader has gone.
+pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<std::io::Error>()
+        .is_some_and(|err| err.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Whether the error is the connection itself failing (as opposed to the
+/// server answering UNAVAILABLE, whose message says why).
+fn connection_failed(err: &anyhow::Error) -> bool {
+    if err.downcast_ref::<tonic::transport::Error>().is_some() {
+        return true;
+    }
+    // A call on a connection that broke carries the transport error as its
+    // source; a status the server sent has none.
+    err.downcast_ref::<tonic::Status>()
+        .is_some_and(|status| status.code() == Code::Unavailable && status.source().is_some())
+}
+
+/// The error and its causes on one line, each said once (tonic's transport
+/// errors repeat a cause: "tcp connect error: tcp connect error: …").
+fn cause_chain(err: &anyhow::Error) -> String {
+    let mut causes: Vec<String> = err.chain().map(ToString::to_string).collect();
+    causes.dedup();
+    one_line(&causes.join(": "))
+}
+
+/// Keeps the promise of one line, whatever a cause chain contains.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
