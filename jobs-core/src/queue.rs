@@ -214,12 +214,25 @@ impl Queue {
 
     /// Claims up to `max` jobs, marking them RUNNING for this worker. When
     /// none is queued, waits up to `block` for one; returns an empty list if
-    /// none came.
+    /// none came. The same as [`Self::claim_ready`], then, if that found
+    /// nothing, [`Self::claim_waiting`].
     pub async fn claim(&self, max: usize, block: Duration) -> Result<Vec<Claimed>> {
-        let claimed = self.retry_without_group(|| self.mark(max, &[])).await?;
+        let claimed = self.claim_ready(max).await?;
         if !claimed.is_empty() {
             return Ok(claimed);
         }
+        self.claim_waiting(max, block).await
+    }
+
+    /// Claims up to `max` jobs already queued, without waiting.
+    pub async fn claim_ready(&self, max: usize) -> Result<Vec<Claimed>> {
+        self.retry_without_group(|| self.mark(max, &[])).await
+    }
+
+    /// Waits up to `block` for new jobs and claims up to `max` of them. Do not
+    /// abandon it: Redis still serves an abandoned read, and what it delivers
+    /// waits for recovery (one lease).
+    pub async fn claim_waiting(&self, max: usize, block: Duration) -> Result<Vec<Claimed>> {
         let delivered = self.retry_without_group(|| self.wait(max, block)).await?;
         if delivered.is_empty() {
             return Ok(Vec::new());

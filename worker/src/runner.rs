@@ -159,9 +159,12 @@ impl Runner {
                     Err(_) => break,
                 }
             }
-            // A claim is never interrupted: entries the server delivered must
-            // reach a task, or they would wait for recovery.
-            match self.queue.claim(slots.len(), BLOCK).await {
+            // A claim is never abandoned, not even its blocking read: Redis
+            // would still serve an abandoned read, and the entries it got
+            // (a job handed back at shutdown, say) would wait for recovery.
+            // Shutdown waits at most one BLOCK for it.
+            let claimed = self.queue.claim(slots.len(), BLOCK).await;
+            match claimed {
                 Ok(claimed) => {
                     backoff.reset();
                     for (claim, slot) in claimed.into_iter().zip(slots) {

@@ -215,7 +215,7 @@ async fn past_the_grace_period_a_job_is_handed_back_at_once() {
     let store = store(&redis).await;
     // The default 30 s lease: only a hand-back explains a quick finish.
     let leaving = Worker::start(&redis, "leaving", &[("JOBS_SHUTDOWN_GRACE_MS", "200")]);
-    let jid = submit(&store, sleep_job(1500)).await;
+    let jid = submit(&store, sleep_job(5000)).await;
     wait_for(&store, jid, Duration::from_secs(10), |job| {
         job.status == JobStatus::Running
     })
