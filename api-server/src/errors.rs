@@ -9,7 +9,7 @@ pub(crate) fn status(err: impl Into<Error>) -> Status {
     let err = err.into();
     match &err {
         Error::Invalid(invalid) => Status::invalid_argument(invalid.to_string()),
-        Error::NotFound(_) => Status::not_found(err.to_string()),
+        Error::NotFound(_) | Error::RecordNotFound(_) => Status::not_found(err.to_string()),
         Error::NotReady { .. } | Error::AlreadyFinished { .. } => {
             Status::failed_precondition(err.to_string())
         }
