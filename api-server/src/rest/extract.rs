@@ -6,7 +6,12 @@ use axum::{
     extract::{FromRequest, FromRequestParts, Request},
     http::{HeaderMap, StatusCode, header, request::Parts},
 };
-use serde::de::DeserializeOwned;
+use std::{fmt, marker::PhantomData};
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeOwned, MapAccess, Visitor, value::MapAccessDeserializer},
+};
 
 use super::Problem;
 
@@ -104,6 +109,34 @@ fn is_json(headers: &HeaderMap) -> bool {
             .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
+/// A value that must be written as a JSON object. serde's derived structs
+/// also accept an array of their fields in order, which no client of a JSON
+/// API means to send.
+#[derive(Debug)]
+pub(crate) struct Object<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectVisitor(PhantomData))
+            .map(Object)
+    }
+}
+
 /// Query parameters; a query that does not parse is a 400.
 #[derive(Debug)]
 pub(crate) struct Query<T>(pub(crate) T);
@@ -176,6 +209,10 @@ mod tests {
         assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
         let problem = parse::<Body>(br#"{"strat": 1}"#).unwrap_err();
         assert_eq!(problem.field.as_deref(), Some("strat"));
+        let problem = parse::<Object<Body>>(b"[1, null]").unwrap_err();
+        assert_eq!(problem.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let problem = parse::<Object<Body>>(br#"{"start": "x"}"#).unwrap_err();
+        assert_eq!(problem.field.as_deref(), Some("start"));
         let problem = parse::<Body>(br#"{}"#).unwrap_err();
         assert_eq!(problem.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(problem.field.as_deref(), Some("start"));

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState, Problem, TAG_JOBS,
-    extract::{Json, Path, Query},
+    extract::{Json, Object, Path, Query},
     next_link, page_limit,
 };
 use crate::errors::problem;
@@ -253,7 +253,7 @@ fn parse_jid(text: &str) -> Result<JobId, Problem> {
 )]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    Json(body): Json<CreateJob>,
+    Json(Object(body)): Json<Object<CreateJob>>,
 ) -> Result<Response, Problem> {
     let new = NewJob::parse(
         body.start,
