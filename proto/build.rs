@@ -1,5 +1,6 @@
-//! Compiles `jobs/v1/jobs.proto` with protox (pure Rust), so building needs no
-//! system `protoc`, and embeds the encoded descriptor set for server reflection.
+//! Compiles `jobs/v1/jobs.proto` and `jobs/v1/data.proto` with protox (pure
+//! Rust), so building needs no system `protoc`, and embeds the encoded
+//! descriptor set for server reflection.
 
 use std::{env, fs, path::PathBuf};
 
@@ -12,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Imports (the well-known types) go into the set so reflection clients can
     // resolve them; source info carries the doc comments to `grpcurl describe`.
     compiler.include_imports(true).include_source_info(true);
-    compiler.open_files(["jobs/v1/jobs.proto"])?;
+    compiler.open_files(["jobs/v1/jobs.proto", "jobs/v1/data.proto"])?;
     let descriptors = compiler.file_descriptor_set();
 
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);

@@ -1,24 +1,32 @@
-//! The Jobs API server: the gRPC `JobService`, `grpc.health.v1.Health` and
-//! server reflection, over the Redis store of `jobs-core`.
+//! The Jobs API server: the gRPC `JobService` and `DataService`,
+//! `grpc.health.v1.Health` and server reflection, and the REST gateway, over
+//! the Redis store of `jobs-core`.
 //!
 //! # Layout
 //!
-//! - [`Config`] and [`run`]: what `main` calls. The caller binds the listener
-//!   and owns the shutdown token, so tests bind port 0 and drive the real
-//!   server over TCP.
-//! - `grpc`: the `JobService` handlers: parse the request into domain values,
-//!   call the store, convert back. No job logic lives there.
-//! - `errors`: the one place where store errors become gRPC statuses.
+//! - [`Config`] and [`run`]: what `main` calls. The caller binds the
+//!   listeners and owns the shutdown token, so tests bind port 0 and drive
+//!   the real server over TCP.
+//! - `grpc`, `data_grpc`: the `JobService` and `DataService` handlers: parse
+//!   the request into domain values, call the store, convert back. No job
+//!   logic lives there.
+//! - `rest`: the REST gateway (axum): the same calls over HTTP/JSON.
+//! - `errors`: the one place where store errors become gRPC statuses and
+//!   HTTP problem responses.
 
 mod auth;
+mod data_grpc;
 mod errors;
 mod grpc;
+mod rest;
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use jobs_core::{JobDefaults, RedisConfig, Retention, Store};
-use jobs_proto::pb::job_service_server::JobServiceServer;
+use jobs_core::{Dataset, JobDefaults, RedisConfig, Retention, Store};
+use jobs_proto::pb::{
+    data_service_server::DataServiceServer, job_service_server::JobServiceServer,
+};
 use jobs_worker::{Registry, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -31,7 +39,8 @@ const JOB_SERVICE: &str = "jobs.v1.JobService";
 /// The largest gRPC message the server accepts.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Serves the Jobs API: gRPC with health and reflection. With `--dev` it also
+/// Serves the Jobs API: gRPC with health and reflection, and the REST
+/// gateway. With `--dev` it also
 /// runs workers in-process, so one command gives a working system.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "jobs-api", version)]
@@ -43,6 +52,19 @@ pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(long, env = "JOBS_GRPC_ADDR", default_value = "0.0.0.0:50051")]
     pub grpc_addr: SocketAddr,
+
+    /// Address the REST gateway listens on.
+    #[arg(long, env = "JOBS_HTTP_ADDR", default_value = "0.0.0.0:5000")]
+    pub http_addr: SocketAddr,
+
+    /// The largest request body the REST gateway takes on /jobs, in bytes.
+    #[arg(long, env = "JOBS_HTTP_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub http_body_limit: usize,
+
+    /// The largest request body the REST gateway takes on /data (a whole
+    /// dataset), in bytes; also the most a gRPC LoadData stream may send.
+    #[arg(long, env = "JOBS_HTTP_DATA_BODY_LIMIT", default_value_t = 64 * 1024 * 1024)]
+    pub http_data_body_limit: usize,
 
     /// Also run workers in this process (for a first look or local
     /// development; production runs `jobs-worker` processes).
@@ -67,11 +89,12 @@ pub struct Config {
     pub worker: WorkerConfig,
 }
 
-/// Serves gRPC on `grpc` until `shutdown` is cancelled, then drains calls in
-/// flight (watch streams end) and returns.
+/// Serves gRPC on `grpc` and the REST gateway on `http` until `shutdown` is
+/// cancelled, then drains calls in flight (watch streams end) and returns.
 pub async fn run(
     config: &Config,
     grpc: TcpListener,
+    http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = Store::connect(&config.redis)
@@ -79,6 +102,9 @@ pub async fn run(
         .with_context(|| format!("Redis at {}", config.redis.url()))?
         .with_defaults(config.defaults.clone())
         .with_retention(config.retention);
+    let dataset = Dataset::connect(&config.redis)
+        .await
+        .with_context(|| format!("Redis at {}", config.redis.url()))?;
 
     let dev_worker = config.dev.then(|| {
         let (redis, worker, retention, shutdown) = (
@@ -104,18 +130,44 @@ pub async fn run(
         .register_encoded_file_descriptor_set(jobs_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let jobs = JobServiceServer::new(grpc::JobsGrpc::new(store, shutdown.clone()))
+    let jobs = JobServiceServer::new(grpc::JobsGrpc::new(store.clone(), shutdown.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let data = DataServiceServer::new(data_grpc::DataGrpc::new(
+        dataset.clone(),
+        config.http_data_body_limit,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+
+    let rest = rest::router(
+        rest::AppState { store, dataset },
+        rest::BodyLimits {
+            jobs: config.http_body_limit,
+            data: config.http_data_body_limit,
+        },
+        auth.clone(),
+    )?;
 
     tracing::info!(addr = %grpc.local_addr()?, dev = config.dev, auth = config.api_token.is_some(), "gRPC listening");
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(InterceptedService::new(reflection_v1, auth.clone()))
-        .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
-        .add_service(InterceptedService::new(jobs, auth))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.cancelled())
-        .await
-        .context("gRPC server")?;
+    tracing::info!(addr = %http.local_addr()?, "REST gateway listening");
+    let grpc_server = async {
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(InterceptedService::new(reflection_v1, auth.clone()))
+            .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
+            .add_service(InterceptedService::new(jobs, auth.clone()))
+            .add_service(InterceptedService::new(data, auth))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.cancelled())
+            .await
+            .context("gRPC server")
+    };
+    let http_server = async {
+        axum::serve(http, rest)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .context("REST gateway")
+    };
+    // Either failing stops both (try_join drops the other).
+    tokio::try_join!(grpc_server, http_server)?;
 
     if let Some(worker) = dev_worker {
         worker.await.context("in-process worker")??;

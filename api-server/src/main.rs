@@ -13,6 +13,9 @@ async fn main() -> anyhow::Result<()> {
     let grpc = TcpListener::bind(config.grpc_addr)
         .await
         .with_context(|| format!("binding the gRPC address {}", config.grpc_addr))?;
+    let http = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP address {}", config.http_addr))?;
     let shutdown = process::shutdown_on_signals();
-    jobs_api::run(&config, grpc, shutdown).await
+    jobs_api::run(&config, grpc, http, shutdown).await
 }

@@ -200,7 +200,7 @@ async fn a_repeated_idempotency_key_returns_the_first_job() {
 
 #[tokio::test]
 async fn with_a_token_every_call_but_health_needs_it() {
-    let app = TestApp::start_with(TestRedis::start(), &["--api-token", "s3cret"]).await;
+    let app = TestApp::start_on(TestRedis::start(), &["--api-token", "s3cret"]).await;
     let mut client = JobServiceClient::new(app.channel.clone());
     let get = || pb::ListJobsRequest::default();
     assert_eq!(
@@ -233,7 +233,7 @@ async fn with_a_token_every_call_but_health_needs_it() {
 
 #[tokio::test]
 async fn while_redis_is_down_calls_fail_fast_as_unavailable_then_recover() {
-    let mut app = TestApp::start_with(TestRedis::private_persistent(), &[]).await;
+    let mut app = TestApp::start_on(TestRedis::private_persistent(), &[]).await;
     let job = app.create(1, 2, "sum").await;
     app.redis.stop();
 

@@ -152,6 +152,10 @@ async fn the_dev_binary_alone_runs_jobs_and_stops_cleanly_on_sigterm() {
         .env("REDIS_URL", redis.url())
         .env("JOBS_KEY_PREFIX", redis.prefix())
         .env("JOBS_GRPC_ADDR", format!("127.0.0.1:{port}"))
+        .env(
+            "JOBS_HTTP_ADDR",
+            format!("127.0.0.1:{}", jobs_testkit::free_port()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -44,10 +44,11 @@ async fn server_with(flags: &[&str]) -> Server {
     args.extend(flags);
     let config = jobs_api::Config::parse_from(args);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
-    tokio::spawn(async move { jobs_api::run(&config, listener, token).await });
+    tokio::spawn(async move { jobs_api::run(&config, listener, http, token).await });
     Server {
         url,
         shutdown,

@@ -1,6 +1,6 @@
 //! One error type for the crate; the server maps it to gRPC and HTTP in one place.
 
-use crate::{JobId, JobStatus};
+use crate::{JobId, JobStatus, RecordId};
 
 /// What can go wrong in a jobs-core operation.
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +11,9 @@ pub enum Error {
     /// No job has this id.
     #[error("job {0} not found")]
     NotFound(JobId),
+    /// No dataset record has this id.
+    #[error("record {:?} not found", .0.as_str())]
+    RecordNotFound(RecordId),
     /// The job has not finished, so it has no result yet.
     #[error("job {jid} is {status}: its result is not ready yet")]
     NotReady {

@@ -13,9 +13,12 @@
 //!   Its module documents every key and its type.
 //! - [`Queue`]: the worker side: claim jobs, report progress, record outcomes.
 //! - `scripts/*.lua`: every state change is one of these atomic scripts.
+//! - [`Dataset`]: the dataset of JSON records (bulk load, list, search,
+//!   clear). Its module documents its keys.
 //! - [`RedisConfig`]: how every binary finds Redis and its key prefix.
 
 mod config;
+mod data;
 mod error;
 mod job;
 pub mod kinds;
@@ -26,6 +29,10 @@ mod store;
 mod watch;
 
 pub use config::{JobDefaults, RedisConfig, Retention};
+pub use data::{
+    DataPage, DataQuery, Dataset, LOAD_BATCH, MAX_LOAD_RECORDS, MAX_RECORD_ID_CHARS, NewRecords,
+    Record, RecordId,
+};
 pub use error::{Error, ValidationError};
 pub use job::{
     Attempt, AttemptOutcome, Job, JobId, JobStatus, MAX_ATTEMPTS, MAX_IDEMPOTENCY_KEY_BYTES,

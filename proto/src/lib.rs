@@ -1,5 +1,5 @@
-//! The Jobs gRPC schema (`jobs/v1/jobs.proto`), its generated code, and every
-//! conversion between proto and domain types.
+//! The Jobs gRPC schema (`jobs/v1/jobs.proto`, `jobs/v1/data.proto`), its
+//! generated code, and every conversion between proto and domain types.
 //!
 //! # Layout
 //!
@@ -10,7 +10,12 @@
 //! - Conversions: `From`/`TryFrom` between domain and proto types live here,
 //!   where the orphan rule allows them, so no other crate converts by hand.
 //!   JSON values map to `google.protobuf.Value`; integers a double cannot hold
-//!   exactly travel as decimal strings.
+//!   exactly travel as decimal strings. The dataset's conversions are in
+//!   `data`.
+
+mod data;
+
+pub use data::load_record;
 
 use jobs_core::{
     Attempt, AttemptOutcome, Job, JobOutcome, JobStatus, NewJob, Params, Timestamp, ValidationError,
@@ -25,7 +30,7 @@ pub mod pb {
     tonic::include_proto!("jobs.v1");
 }
 
-/// The encoded `FileDescriptorSet` of `jobs/v1/jobs.proto` and its imports.
+/// The encoded `FileDescriptorSet` of the `jobs.v1` files and their imports.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/jobs_descriptor.bin"));
 

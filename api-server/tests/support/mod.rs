@@ -1,5 +1,6 @@
 //! Starts the real API server (and, when asked, workers) on port 0 against
-//! the test's own Redis prefix, and hands back a connected gRPC client.
+//! the test's own Redis prefix, and hands back a connected gRPC client and
+//! the REST gateway's base URL, with a small HTTP client for it.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -20,6 +21,8 @@ pub struct TestApp {
     pub client: JobServiceClient<Channel>,
     pub channel: Channel,
     pub addr: std::net::SocketAddr,
+    /// The REST gateway's base URL, `http://127.0.0.1:{port}`.
+    pub http: String,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     workers: Vec<(CancellationToken, JoinHandle<Result<(), jobs_core::Error>>)>,
@@ -28,11 +31,16 @@ pub struct TestApp {
 impl TestApp {
     /// The API server alone: jobs stay QUEUED until a worker is started.
     pub async fn start() -> Self {
-        Self::start_with(TestRedis::start(), &[]).await
+        Self::start_with(&[]).await
     }
 
-    /// The API server with extra command-line flags, on this Redis.
-    pub async fn start_with(redis: TestRedis, flags: &[&str]) -> Self {
+    /// The API server alone, with these extra flags.
+    pub async fn start_with(flags: &[&str]) -> Self {
+        Self::start_on(TestRedis::start(), flags).await
+    }
+
+    /// The API server alone, on this Redis, with these extra flags.
+    pub async fn start_on(redis: TestRedis, flags: &[&str]) -> Self {
         let mut args = vec![
             "jobs-api",
             "--redis-url",
@@ -44,10 +52,12 @@ impl TestApp {
         let config = Config::parse_from(args);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = format!("http://{}", http_listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let server = tokio::spawn({
             let shutdown = shutdown.clone();
-            async move { jobs_api::run(&config, listener, shutdown).await }
+            async move { jobs_api::run(&config, listener, http_listener, shutdown).await }
         });
         let channel = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
@@ -59,6 +69,7 @@ impl TestApp {
             client: JobServiceClient::new(channel.clone()),
             channel,
             addr,
+            http,
             shutdown,
             server: Some(server),
             workers: Vec::new(),
@@ -182,6 +193,101 @@ impl Drop for TestApp {
         for (shutdown, _) in &self.workers {
             shutdown.cancel();
         }
+    }
+}
+
+/// An HTTP response, read whole.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|value| value.to_str().unwrap())
+    }
+
+    /// Asserts a problem+json error with this status, and returns its body.
+    pub fn problem(&self, status: u16) -> serde_json::Value {
+        assert_eq!(
+            self.status,
+            status,
+            "expected {status}, got: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let problem = self.json();
+        assert_eq!(problem["status"], status);
+        assert_eq!(problem["type"], "about:blank");
+        assert!(problem["title"].is_string() && problem["detail"].is_string());
+        problem
+    }
+}
+
+impl TestApp {
+    /// Sends one HTTP request to the REST gateway. A body is sent with
+    /// `content_type` when both are given.
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> HttpResponse {
+        http_request(&format!("{}{path}", self.http), method, body).await
+    }
+
+    /// A JSON request to the REST gateway.
+    pub async fn http_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> HttpResponse {
+        self.http(
+            method,
+            path,
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+        .await
+    }
+}
+
+/// Sends one HTTP/1.1 request and reads the whole response.
+pub async fn http_request(url: &str, method: &str, body: Option<(&str, Vec<u8>)>) -> HttpResponse {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+    let client: Client<_, Full<axum::body::Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut request = axum::http::Request::builder().method(method).uri(url);
+    let payload = match body {
+        Some((content_type, bytes)) => {
+            request = request.header("content-type", content_type);
+            bytes
+        }
+        None => Vec::new(),
+    };
+    let request = request.body(Full::from(payload)).unwrap();
+    let response = within(Duration::from_secs(60), client.request(request))
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes().to_vec();
+    HttpResponse {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
     }
 }
 

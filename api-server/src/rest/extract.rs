@@ -1,0 +1,236 @@
+//! Extractors whose rejections are problem+json responses that name the
+//! field, in place of axum's plain-text ones.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{HeaderMap, StatusCode, header, request::Parts},
+};
+use std::{fmt, marker::PhantomData};
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeOwned, MapAccess, Visitor, value::MapAccessDeserializer},
+};
+
+use super::Problem;
+
+/// A JSON request body. 415 unless the content type is JSON; 413 over the
+/// route's body limit; 400 for malformed JSON; 422 for JSON of the wrong
+/// shape (a wrong type, a missing or unknown field), naming the field.
+#[derive(Debug)]
+pub(crate) struct Json<T>(pub(crate) T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(request.headers()) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the request body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                let status = rejection.status();
+                let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "the request body is larger than this route accepts \
+                     (JOBS_HTTP_BODY_LIMIT for /jobs, JOBS_HTTP_DATA_BODY_LIMIT for /data)"
+                        .to_owned()
+                } else {
+                    rejection.body_text()
+                };
+                Problem::new(status, detail)
+            })?;
+        parse(&body).map(Json)
+    }
+}
+
+/// Parses a JSON body, naming the field where serde stopped.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        json_problem(err.into_inner(), (path != ".").then_some(path))
+    })?;
+    // Trailing text after the value.
+    deserializer.end().map_err(|err| json_problem(err, None))?;
+    Ok(value)
+}
+
+fn json_problem(err: serde_json::Error, path: Option<String>) -> Problem {
+    use serde_json::error::Category;
+    match (err.classify(), path) {
+        (Category::Data, Some(path)) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{path}: {err}"))
+                .with_field(path)
+        }
+        (Category::Data, None) => {
+            let problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string());
+            // serde names a missing or unknown field only in its message.
+            match named_field(&err.to_string()) {
+                Some(field) => problem.with_field(field),
+                None => problem,
+            }
+        }
+        (Category::Syntax | Category::Eof | Category::Io, _) => {
+            Problem::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {err}"))
+        }
+    }
+}
+
+/// The field in a serde message such as "missing field `start`".
+fn named_field(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("field `")?;
+    let (field, _) = rest.split_once('`')?;
+    Some(field.to_owned())
+}
+
+/// True for `application/json` and `application/*+json`, with any parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(Ok(content_type)) = headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+/// A value that must be written as a JSON object. serde's derived structs
+/// also accept an array of their fields in order, which no client of a JSON
+/// API means to send.
+#[derive(Debug)]
+pub(crate) struct Object<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectVisitor(PhantomData))
+            .map(Object)
+    }
+}
+
+/// Query parameters; a query that does not parse is a 400.
+#[derive(Debug)]
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection| Problem::new(StatusCode::BAD_REQUEST, rejection.body_text()))
+    }
+}
+
+/// Path parameters; a path that does not parse is a 400.
+#[derive(Debug)]
+pub(crate) struct Path<T>(pub(crate) T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|rejection| Problem::new(StatusCode::BAD_REQUEST, rejection.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        start: i64,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u8,
+    }
+
+    #[test]
+    fn json_errors_are_classified_and_name_the_field() {
+        let problem = parse::<Body>(br#"{"start": "x"}"#).unwrap_err();
+        assert_eq!(problem.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(problem.field.as_deref(), Some("start"));
+        let problem = parse::<Body>(br#"{"start": 1, "inner": {"n": 300}}"#).unwrap_err();
+        assert_eq!(problem.field.as_deref(), Some("inner.n"));
+        let problem = parse::<Body>(br#"{"start": 1"#).unwrap_err();
+        assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
+        let problem = parse::<Body>(br#"{"start": 1} x"#).unwrap_err();
+        assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
+        let problem = parse::<Body>(br#"{"strat": 1}"#).unwrap_err();
+        assert_eq!(problem.field.as_deref(), Some("strat"));
+        let problem = parse::<Object<Body>>(b"[1, null]").unwrap_err();
+        assert_eq!(problem.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let problem = parse::<Object<Body>>(br#"{"start": "x"}"#).unwrap_err();
+        assert_eq!(problem.field.as_deref(), Some("start"));
+        let problem = parse::<Body>(br#"{}"#).unwrap_err();
+        assert_eq!(problem.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(problem.field.as_deref(), Some("start"));
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_json(&headers));
+        for (value, json) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("application/problem+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+        ] {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            assert_eq!(is_json(&headers), json, "{value}");
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! `/jobs`: the classic HTTP contract. Each handler parses the request into
+//! domain values, makes the same store call as its gRPC twin, and writes the
+//! job in the classic shape.
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::SecondsFormat;
+use jobs_core::{Job, JobId, JobOutcome, JobStatus, ListQuery, NewJob, Params, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    AppState, Problem, TAG_JOBS,
+    extract::{Json, Object, Path, Query},
+    next_link, page_limit,
+};
+use crate::errors::problem;
+
+/// A job's status as the classic contract writes it.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub(crate) enum ClassicStatus {
+    /// Accepted, waiting for a worker.
+    #[serde(rename = "QUEUED")]
+    Queued,
+    /// A worker is running it.
+    #[serde(rename = "RUNNING")]
+    Running,
+    /// Finished with an error.
+    #[serde(rename = "FINISHED -- ERROR")]
+    Error,
+    /// Finished successfully; its result is ready.
+    #[serde(rename = "FINISHED -- SUCCESS")]
+    Success,
+    /// Cancelled before it finished.
+    #[serde(rename = "FINISHED -- CANCELLED")]
+    Cancelled,
+}
+
+impl From<JobStatus> for ClassicStatus {
+    fn from(status: JobStatus) -> Self {
+        match status {
+            JobStatus::Queued => ClassicStatus::Queued,
+            JobStatus::Running => ClassicStatus::Running,
+            JobStatus::Error => ClassicStatus::Error,
+            JobStatus::Success => ClassicStatus::Success,
+            JobStatus::Cancelled => ClassicStatus::Cancelled,
+        }
+    }
+}
+
+/// A status filter: the classic strings, or the short names.
+fn parse_status(text: &str) -> Result<JobStatus, Problem> {
+    Ok(match text {
+        "QUEUED" => JobStatus::Queued,
+        "RUNNING" => JobStatus::Running,
+        "FINISHED -- ERROR" | "ERROR" => JobStatus::Error,
+        "FINISHED -- SUCCESS" | "SUCCESS" => JobStatus::Success,
+        "FINISHED -- CANCELLED" | "CANCELLED" => JobStatus::Cancelled,
+        _ => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "status: {text:?} is not a status (QUEUED, RUNNING, FINISHED -- ERROR, \
+                     FINISHED -- SUCCESS, FINISHED -- CANCELLED, or ERROR, SUCCESS, CANCELLED)"
+                ),
+            )
+            .with_field("status"));
+        }
+    })
+}
+
+/// The status filter values, for the schema.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // only its schema is used: the filter is parsed by hand
+pub(crate) enum StatusFilter {
+    /// Queued jobs.
+    #[serde(rename = "QUEUED")]
+    Queued,
+    /// Running jobs.
+    #[serde(rename = "RUNNING")]
+    Running,
+    /// Failed jobs.
+    #[serde(rename = "FINISHED -- ERROR")]
+    FinishedError,
+    /// Successful jobs.
+    #[serde(rename = "FINISHED -- SUCCESS")]
+    FinishedSuccess,
+    /// Cancelled jobs.
+    #[serde(rename = "FINISHED -- CANCELLED")]
+    FinishedCancelled,
+    /// Failed jobs.
+    #[serde(rename = "ERROR")]
+    Error,
+    /// Successful jobs.
+    #[serde(rename = "SUCCESS")]
+    Success,
+    /// Cancelled jobs.
+    #[serde(rename = "CANCELLED")]
+    Cancelled,
+}
+
+fn rfc3339(time: Timestamp) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A job in the classic shape: `jid`, `status`, `start`, `end`,
+/// `start_time`, `end_time` first, then the rest.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct JobJson {
+    /// The job's id.
+    #[schema(format = "uuid")]
+    jid: String,
+    /// Where the job is in its life.
+    status: ClassicStatus,
+    /// First integer of the job's inclusive range.
+    start: i64,
+    /// Last integer of the job's inclusive range.
+    end: i64,
+    /// When a worker started its latest attempt (RFC 3339, UTC); null until then.
+    #[schema(format = DateTime)]
+    start_time: Option<String>,
+    /// When the job finished (RFC 3339, UTC); null until then.
+    #[schema(format = DateTime)]
+    end_time: Option<String>,
+    /// Which handler runs the job.
+    kind: String,
+    /// Options of the job's kind; empty when none.
+    #[schema(value_type = Object)]
+    params: Params,
+    /// When the job was accepted (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    create_time: String,
+    /// How many times a worker has started the job.
+    attempts: u32,
+    /// Why the job failed or was cancelled; null otherwise.
+    error: Option<String>,
+    /// How far the running attempt has got, from 0 to 1.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    progress: f64,
+}
+
+impl From<Job> for JobJson {
+    fn from(job: Job) -> Self {
+        Self {
+            jid: job.jid.to_string(),
+            status: job.status.into(),
+            start: job.start,
+            end: job.end,
+            start_time: job.start_time.map(rfc3339),
+            end_time: job.end_time.map(rfc3339),
+            kind: job.kind,
+            params: job.params,
+            create_time: rfc3339(job.create_time),
+            attempts: job.attempts,
+            error: job.error,
+            progress: job.progress,
+        }
+    }
+}
+
+/// The job to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateJob {
+    /// First integer of the inclusive range; must not exceed `end`.
+    start: i64,
+    /// Last integer of the inclusive range.
+    end: i64,
+    /// Which handler runs the job; `sum` when absent.
+    #[serde(default)]
+    #[schema(example = "sum")]
+    kind: Option<String>,
+    /// Options of the kind (`fail` takes `message` and `fail_attempts`);
+    /// at most 64 KiB as JSON.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    params: Option<Params>,
+}
+
+/// The outcome of a finished job.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ResultJson {
+    /// The job's id.
+    #[schema(format = "uuid")]
+    jid: String,
+    /// What the job's handler returned (a sum is an exact JSON integer of any
+    /// size); null unless the job succeeded.
+    result: Value,
+    /// The job's terminal status.
+    status: ClassicStatus,
+    /// Why the job failed or was cancelled; null on success.
+    error: Option<String>,
+}
+
+impl From<JobOutcome> for ResultJson {
+    fn from(outcome: JobOutcome) -> Self {
+        Self {
+            jid: outcome.jid.to_string(),
+            result: outcome.result.unwrap_or(Value::Null),
+            status: outcome.status.into(),
+            error: outcome.error,
+        }
+    }
+}
+
+/// Which page of jobs to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListParams {
+    /// Only jobs with this status.
+    #[param(value_type = Option<StatusFilter>)]
+    status: Option<String>,
+    /// The most jobs to return (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// Where the page starts: taken from the previous page's `Link` header.
+    page_token: Option<String>,
+}
+
+/// A job's id in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct JidParam {
+    /// The job's id (a UUID).
+    #[param(format = "uuid")]
+    jid: String,
+}
+
+/// The header that makes `POST /jobs` safe to repeat.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+fn parse_jid(text: &str) -> Result<JobId, Problem> {
+    JobId::parse(text).map_err(problem)
+}
+
+/// Create a job.
+///
+/// Saves and queues the job in one atomic step, and returns it with status
+/// `QUEUED`. Nothing is stored when the request is refused.
+#[utoipa::path(
+    post, path = "/jobs", operation_id = "create_job", tag = TAG_JOBS,
+    request_body(content = CreateJob, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The job, queued", body = JobJson,
+            headers(("Location" = String, description = "The job's URL, `/jobs/{jid}`"))),
+        (status = 400, description = "Malformed JSON, or a value the job cannot take (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape: a wrong type, a missing or unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Json(Object(body)): Json<Object<CreateJob>>,
+) -> Result<Response, Problem> {
+    let mut new = NewJob::parse(
+        body.start,
+        body.end,
+        body.kind.as_deref().unwrap_or_default(),
+        body.params,
+    )
+    .map_err(problem)?;
+    if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
+        let key = key.to_str().map_err(|_| {
+            problem(jobs_core::ValidationError::new(
+                "Idempotency-Key",
+                "must be visible ASCII",
+            ))
+        })?;
+        new = new.with_idempotency_key(key).map_err(problem)?;
+    }
+    let created = state.store.create(&new).await.map_err(problem)?;
+    let job = created.job;
+    tracing::debug!(jid = %job.jid, kind = %job.kind, replayed = created.replayed, "job created");
+    let location = HeaderValue::try_from(format!("/jobs/{}", job.jid))
+        .map_err(|_| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "bad job id"))?;
+    // A repeat with the same Idempotency-Key created nothing: 200, not 201.
+    let status = if created.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        [(header::LOCATION, location)],
+        axum::Json(JobJson::from(job)),
+    )
+        .into_response())
+}
+
+/// List jobs.
+///
+/// Newest first, one page at a time; the next page's URL is in the `Link`
+/// header (`rel="next"`), absent on the last page.
+#[utoipa::path(
+    get, path = "/jobs", operation_id = "list_jobs", tag = TAG_JOBS,
+    params(ListParams),
+    responses(
+        (status = 200, description = "The jobs, newest first", body = Vec<JobJson>,
+            headers(("Link" = String, description = "`</jobs?…>; rel=\"next\"`: the next page, when there is one"))),
+        (status = 400, description = "A bad status, limit or page token (the parameter is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, Problem> {
+    let status = params.status.as_deref().map(parse_status).transpose()?;
+    let limit = page_limit(params.limit.as_deref())?;
+    let token = params.page_token.unwrap_or_default();
+    let query = ListQuery::new(limit.into(), &token, status).map_err(problem)?;
+    let page = state.store.list(&query).await.map_err(problem)?;
+    let jobs: Vec<JobJson> = page.jobs.into_iter().map(Into::into).collect();
+    let mut headers = HeaderMap::new();
+    if let Some(next) = page.next_page_token {
+        let limit = limit.to_string();
+        let mut pairs = vec![("limit", limit.as_str()), ("page_token", next.as_str())];
+        if let Some(status) = params.status.as_deref() {
+            pairs.push(("status", status));
+        }
+        headers.insert(header::LINK, next_link("/jobs", &pairs)?);
+    }
+    Ok((headers, axum::Json(jobs)).into_response())
+}
+
+/// Get a job.
+#[utoipa::path(
+    get, path = "/jobs/{jid}", operation_id = "get_job", tag = TAG_JOBS,
+    params(JidParam),
+    responses(
+        (status = 200, description = "The job as it is now", body = JobJson),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(param): Path<JidParam>,
+) -> Result<axum::Json<JobJson>, Problem> {
+    let jid = parse_jid(&param.jid)?;
+    let job = state.store.get(&jid).await.map_err(problem)?;
+    Ok(axum::Json(job.into()))
+}
+
+/// Cancel a job.
+///
+/// A queued job ends `FINISHED -- CANCELLED` at once; a running one is
+/// stopped by its worker shortly after (it is returned still `RUNNING`).
+#[utoipa::path(
+    delete, path = "/jobs/{jid}", operation_id = "cancel_job", tag = TAG_JOBS,
+    params(JidParam),
+    responses(
+        (status = 200, description = "The job after the request", body = JobJson),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has already finished", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(param): Path<JidParam>,
+) -> Result<axum::Json<JobJson>, Problem> {
+    let jid = parse_jid(&param.jid)?;
+    let job = state.store.cancel(&jid).await.map_err(problem)?;
+    tracing::info!(%jid, status = %job.status, "cancellation requested");
+    Ok(axum::Json(job.into()))
+}
+
+/// Get a job's result.
+///
+/// For a job that succeeded, its `result`; for one that failed or was
+/// cancelled, its `error`. 409 while it is queued or running.
+#[utoipa::path(
+    get, path = "/jobs/{jid}/results", operation_id = "get_job_result", tag = TAG_JOBS,
+    params(JidParam),
+    responses(
+        (status = 200, description = "The job's outcome", body = ResultJson),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has not finished yet", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn result(
+    State(state): State<AppState>,
+    Path(param): Path<JidParam>,
+) -> Result<axum::Json<ResultJson>, Problem> {
+    let jid = parse_jid(&param.jid)?;
+    let outcome = state.store.outcome(&jid).await.map_err(problem)?;
+    Ok(axum::Json(outcome.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_filters_take_the_classic_and_the_short_names() {
+        assert_eq!(
+            parse_status("FINISHED -- SUCCESS").unwrap(),
+            JobStatus::Success
+        );
+        assert_eq!(parse_status("SUCCESS").unwrap(), JobStatus::Success);
+        assert_eq!(parse_status("QUEUED").unwrap(), JobStatus::Queued);
+        let problem = parse_status("FINISHED").unwrap_err();
+        assert_eq!(problem.field.as_deref(), Some("status"));
+    }
+}

@@ -1,0 +1,216 @@
+//! The REST gateway: the classic `/jobs` HTTP contract, the dataset under
+//! `/data`, and operations routes, served by axum beside the gRPC server.
+//! It translates HTTP/JSON into the same store calls the gRPC handlers make;
+//! no job logic lives here.
+//!
+//! # Layout
+//!
+//! - `jobs`, `data`, `ops`: the handlers, each with its OpenAPI description
+//!   (utoipa), so `/openapi.json` is generated from the code it describes.
+//! - `extract`: JSON, query and path extractors whose rejections are
+//!   problem+json responses naming the field.
+//! - `problem`: the RFC 9457 error body. Store errors become problems in
+//!   `crate::errors`, beside their gRPC statuses.
+
+mod data;
+mod extract;
+mod jobs;
+mod ops;
+mod problem;
+
+use axum::{
+    Extension, Router,
+    body::Bytes,
+    extract::DefaultBodyLimit,
+    http::{HeaderValue, StatusCode},
+};
+use jobs_core::{Dataset, MAX_PAGE_SIZE, Store};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub(crate) use problem::Problem;
+
+const TAG_JOBS: &str = "jobs";
+const TAG_DATA: &str = "data";
+const TAG_OPS: &str = "operations";
+
+/// What every handler needs.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Store,
+    pub(crate) dataset: Dataset,
+}
+
+/// The largest request bodies, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimits {
+    /// For `/jobs`.
+    pub(crate) jobs: usize,
+    /// For `/data`, which takes whole datasets.
+    pub(crate) data: usize,
+}
+
+/// The OpenAPI document, serialised once at startup.
+#[derive(Debug, Clone)]
+struct OpenApiJson(Bytes);
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Jobs",
+        description = "A job service: submit long-running work, get an id back at once, \
+            and fetch the result when it is done; plus a dataset of JSON records that jobs \
+            can analyse. Errors are `application/problem+json` (RFC 9457) and name the field \
+            at fault. The same operations are served over gRPC (`jobs.v1.JobService`, \
+            `jobs.v1.DataService`).",
+        license(name = "MIT", identifier = "MIT"),
+    ),
+    tags(
+        (name = "jobs", description = "Submit, inspect, list and cancel jobs"),
+        (name = "data", description = "The dataset: load, list, search, read and clear records"),
+        (name = "operations", description = "Liveness, readiness and this document"),
+    )
+)]
+struct ApiDoc;
+
+/// The routes and their OpenAPI document.
+fn api(limits: BodyLimits) -> OpenApiRouter<AppState> {
+    let jobs = OpenApiRouter::new()
+        .routes(routes!(jobs::create, jobs::list))
+        .routes(routes!(jobs::get, jobs::cancel))
+        .routes(routes!(jobs::result))
+        .layer(DefaultBodyLimit::max(limits.jobs));
+    let data = OpenApiRouter::new()
+        .routes(routes!(data::load, data::list, data::clear))
+        .routes(routes!(data::get))
+        .layer(DefaultBodyLimit::max(limits.data));
+    let ops = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::openapi));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(jobs)
+        .merge(data)
+        .merge(ops)
+}
+
+/// The gateway's router, ready to serve.
+pub(crate) fn router(
+    state: AppState,
+    limits: BodyLimits,
+    auth: crate::auth::BearerToken,
+) -> anyhow::Result<Router> {
+    let (router, mut document) = api(limits).split_for_parts();
+    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let document = OpenApiJson(Bytes::from(document.to_json()?));
+    Ok(router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(document))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            let auth = auth.clone();
+            require_token(auth, request, next)
+        }))
+        .with_state(state))
+}
+
+/// With a token configured, every route but the probes needs
+/// `authorization: Bearer <token>`.
+async fn require_token(
+    auth: crate::auth::BearerToken,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .map(axum::http::HeaderValue::as_bytes);
+    if probe || auth.accepts(header) {
+        next.run(request).await
+    } else {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (send `Authorization: Bearer <JOBS_API_TOKEN>`)",
+        )
+        .into_response()
+    }
+}
+
+async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take that method",
+    )
+}
+
+/// A `limit` query parameter: 1 to [`MAX_PAGE_SIZE`], 100 when absent.
+fn page_limit(text: Option<&str>) -> Result<u16, Problem> {
+    let Some(text) = text else {
+        return Ok(100);
+    };
+    text.parse::<u16>()
+        .ok()
+        .filter(|limit| (1..=MAX_PAGE_SIZE).contains(&usize::from(*limit)))
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                format!("limit: {text:?} is not a whole number from 1 to {MAX_PAGE_SIZE}"),
+            )
+            .with_field("limit")
+        })
+}
+
+/// A `Link` header to the next page: `<{path}?{pairs}>; rel="next"`.
+fn next_link(path: &str, pairs: &[(&str, &str)]) -> Result<HeaderValue, Problem> {
+    let query = serde_urlencoded::to_string(pairs)
+        .map_err(|err| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?;
+    HeaderValue::try_from(format!("<{path}?{query}>; rel=\"next\""))
+        .map_err(|err| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))
+}
+
+/// The OpenAPI document, for tests and tools.
+#[cfg(test)]
+pub(crate) fn openapi_document() -> utoipa::openapi::OpenApi {
+    api(BodyLimits { jobs: 1, data: 1 }).into_openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_describes_every_route() {
+        let document = openapi_document();
+        let paths: Vec<_> = document.paths.paths.keys().map(String::as_str).collect();
+        for path in [
+            "/jobs",
+            "/jobs/{jid}",
+            "/jobs/{jid}/results",
+            "/data",
+            "/data/{id}",
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+        ] {
+            assert!(paths.contains(&path), "{path} missing from {paths:?}");
+        }
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert_eq!(page_limit(None).unwrap(), 100);
+        assert_eq!(page_limit(Some("1000")).unwrap(), 1000);
+        for bad in ["0", "1001", "-1", "x", "1.5"] {
+            assert_eq!(
+                page_limit(Some(bad)).unwrap_err().field.as_deref(),
+                Some("limit")
+            );
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The dataset over REST (`/data`) and gRPC (`jobs.v1.DataService`), against
+//! a real Redis: load, list, search, get, clear; whole-load rejection of a
+//! bad record; and a 100,000-record load written in a few round trips.
+
+#![allow(clippy::unwrap_used)] // a test fails loudly on the first broken assumption
+
+mod support;
+
+use jobs_proto::pb::{self, data_service_client::DataServiceClient};
+use jobs_testkit::TestRedis;
+use serde_json::{Value, json};
+use support::{TestApp, within};
+use tonic::Code;
+
+fn ids(page: &Value) -> Vec<String> {
+    page.as_array()
+        .unwrap()
+        .iter()
+        .map(|record| match &record["id"] {
+            Value::String(id) => id.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// The URL in a `Link: <…>; rel="next"` header.
+fn next_url(link: &str) -> &str {
+    link.strip_prefix('<')
+        .and_then(|rest| rest.strip_suffix(">; rel=\"next\""))
+        .unwrap_or_else(|| panic!("bad Link: {link}"))
+}
+
+#[tokio::test]
+async fn records_load_list_search_get_and_clear() {
+    let app = TestApp::start().await;
+    let loaded = app
+        .http_json(
+            "POST",
+            "/data",
+            json!([
+                {"id": "ada", "name": "Ada Lovelace", "field": "Mathematics"},
+                {"name": "Alan Turing", "tags": ["computing", {"note": "Enigma"}]},
+                {"id": 42, "name": "Grace Hopper", "year": 1906},
+                {"id": "big", "value": 123456789012345678901234567890u128}
+            ]),
+        )
+        .await;
+    assert_eq!(loaded.status, 200);
+    let loaded = loaded.json();
+    assert_eq!(loaded["loaded"], 4);
+    let returned: Vec<String> = serde_json::from_value(loaded["ids"].clone()).unwrap();
+    assert_eq!(returned[0], "ada");
+    assert_eq!(returned[2], "42");
+    let generated = returned[1].clone();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+
+    // The generated id is written into the record.
+    let turing = app.http("GET", &format!("/data/{generated}"), None).await;
+    assert_eq!(turing.status, 200);
+    assert_eq!(turing.json()["id"], generated.as_str());
+    assert_eq!(turing.json()["name"], "Alan Turing");
+    let hopper = app.http("GET", "/data/42", None).await.json();
+    assert_eq!(
+        hopper,
+        json!({"id": 42, "name": "Grace Hopper", "year": 1906})
+    );
+    // Big numbers stay exact.
+    let big = app.http("GET", "/data/big", None).await;
+    let text = String::from_utf8(big.body).unwrap();
+    assert!(text.contains("123456789012345678901234567890"), "{text}");
+
+    // Load order, paged through Link.
+    let all = app.http("GET", "/data", None).await;
+    assert_eq!(ids(&all.json()), returned);
+    assert!(all.header("link").is_none());
+    let first = app.http("GET", "/data?limit=3", None).await;
+    assert_eq!(ids(&first.json()), &returned[..3]);
+    let second = app
+        .http("GET", next_url(first.header("link").unwrap()), None)
+        .await;
+    assert_eq!(ids(&second.json()), &returned[3..]);
+    assert!(second.header("link").is_none());
+
+    // Search: any string value, at any depth, ignoring case.
+    for (search, expected) in [
+        ("lovelace", vec!["ada"]),
+        ("ENIGMA", vec![generated.as_str()]),
+        ("a", vec!["ada", generated.as_str(), "42"]),
+        ("1906", vec![]),
+        ("Hopper", vec!["42"]),
+    ] {
+        let page = app
+            .http("GET", &format!("/data?search={search}"), None)
+            .await
+            .json();
+        assert_eq!(ids(&page), expected, "search {search}");
+    }
+    let paged = app.http("GET", "/data?search=a&limit=2", None).await;
+    assert_eq!(ids(&paged.json()), ["ada", generated.as_str()]);
+    let link = paged.header("link").unwrap();
+    assert!(link.contains("search=a"), "{link}");
+    let rest = app.http("GET", next_url(link), None).await.json();
+    assert_eq!(ids(&rest), ["42"]);
+
+    // Loading an id again replaces the record.
+    app.http_json(
+        "POST",
+        "/data",
+        json!([{"id": "ada", "name": "Augusta Ada King"}]),
+    )
+    .await;
+    let ada = app.http("GET", "/data/ada", None).await.json();
+    assert_eq!(ada, json!({"id": "ada", "name": "Augusta Ada King"}));
+
+    let cleared = app.http("DELETE", "/data", None).await;
+    assert_eq!(cleared.status, 200);
+    assert_eq!(cleared.json(), json!({"deleted": 4}));
+    assert_eq!(app.http("GET", "/data", None).await.json(), json!([]));
+    app.http("GET", "/data/ada", None).await.problem(404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_record_rejects_the_whole_load_by_its_index_and_writes_nothing() {
+    let app = TestApp::start_with(&["--http-data-body-limit", "4096"]).await;
+    let cases = [
+        (json!([{"id": "a"}, {"id": "b"}, 7]), "records[2]"),
+        (json!([{"id": "a"}, {"id": true}]), "records[1].id"),
+        (json!([{"id": "a"}, {"id": 1.5}]), "records[1].id"),
+        (json!([{"id": "a"}, {"id": ""}]), "records[1].id"),
+        (json!([{"id": "a"}, {"id": "x\u{1}y"}]), "records[1].id"),
+        (
+            json!([{"id": "a"}, {"id": "b"}, {"id": "a"}]),
+            "records[2].id",
+        ),
+        (json!([{"id": 1}, {"id": "1"}]), "records[1].id"),
+    ];
+    for (body, field) in cases {
+        let problem = app
+            .http_json("POST", "/data", body.clone())
+            .await
+            .problem(400);
+        assert_eq!(problem["field"], field, "{body}");
+        assert!(problem["detail"].as_str().unwrap().contains(field));
+    }
+    app.http_json("POST", "/data", json!({"id": "a"}))
+        .await
+        .problem(422);
+    app.http(
+        "POST",
+        "/data",
+        Some(("application/json", b"[{\"id\":".to_vec())),
+    )
+    .await
+    .problem(400);
+    app.http("POST", "/data", Some(("text/csv", b"id\n1\n".to_vec())))
+        .await
+        .problem(415);
+    let padding = "x".repeat(5000);
+    app.http_json("POST", "/data", json!([{"id": "a", "pad": padding}]))
+        .await
+        .problem(413);
+    assert!(
+        app.redis.keys().iter().all(|key| !key.contains(":data:")),
+        "a rejected load wrote {:?}",
+        app.redis.keys()
+    );
+    assert_eq!(app.http("GET", "/data", None).await.json(), json!([]));
+
+    // Bad paths and queries.
+    app.http("GET", "/data/nothing-here", None)
+        .await
+        .problem(404);
+    app.http("GET", &format!("/data/{}", "x".repeat(300)), None)
+        .await
+        .problem(400);
+    for query in ["limit=0", "limit=5000", "page_token=zz"] {
+        app.http("GET", &format!("/data?{query}"), None)
+            .await
+            .problem(400);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_100_000_record_load_is_written_in_a_few_round_trips() {
+    // A private Redis, so its command count is this test's alone.
+    let app = TestApp::start_on(TestRedis::private(), &[]).await;
+    let count = 100_000;
+    let records: Vec<Value> = (0..count)
+        .map(|i| json!({"id": format!("r{i}"), "name": format!("Name {i}"), "n": i}))
+        .collect();
+    let body = serde_json::to_vec(&records).unwrap();
+
+    let commands_before = total_commands(&app.redis);
+    let loaded = within(
+        std::time::Duration::from_secs(120),
+        app.http("POST", "/data", Some(("application/json", body))),
+    )
+    .await;
+    let commands = total_commands(&app.redis) - commands_before;
+    assert_eq!(
+        loaded.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&loaded.body)
+    );
+    assert_eq!(loaded.json()["loaded"], count);
+    // INCRBY, MULTI, one HSET and one ZADD per 1,000 records, EXEC; and a
+    // little slack for the INFO calls themselves.
+    assert!(commands < 250, "{commands} commands for {count} records");
+
+    let mut conn = app.redis.connection();
+    let stored: usize = redis::cmd("HLEN")
+        .arg(format!("{}:data:records", app.redis.prefix()))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(stored, count);
+
+    assert_eq!(
+        app.http("GET", "/data/r99999", None).await.json(),
+        json!({"id": "r99999", "name": "Name 99999", "n": 99999})
+    );
+    let found = app
+        .http("GET", "/data?search=name%2099998", None)
+        .await
+        .json();
+    assert_eq!(ids(&found), ["r99998"]);
+    let page = app.http("GET", "/data?limit=1000", None).await;
+    assert_eq!(ids(&page.json()).len(), 1000);
+    assert!(page.header("link").unwrap().contains("page_token="));
+
+    assert_eq!(
+        app.http("DELETE", "/data", None).await.json(),
+        json!({"deleted": count})
+    );
+    app.stop().await;
+}
+
+fn total_commands(redis: &TestRedis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut redis.connection())
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_commands_processed:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn record(value: Value) -> pb::LoadDataRequest {
+    let Value::Object(map) = value else {
+        panic!("an object")
+    };
+    pb::LoadDataRequest {
+        record: Some(jobs_proto::params_to_struct(map)),
+    }
+}
+
+#[tokio::test]
+async fn the_data_service_over_grpc_shares_the_dataset_with_rest() {
+    let app = TestApp::start().await;
+    let mut client = DataServiceClient::new(app.channel.clone());
+    let loaded = client
+        .load_data(tokio_stream::iter([
+            record(json!({"id": "one", "city": "Lisbon"})),
+            record(json!({"city": "Oslo", "n": 7})),
+            record(json!({"id": 3, "city": "Lima"})),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(loaded.loaded, 3);
+    assert_eq!(loaded.ids[0], "one");
+    assert_eq!(loaded.ids[2], "3");
+
+    // REST sees what gRPC loaded, and the reverse.
+    let oslo = app
+        .http("GET", &format!("/data/{}", loaded.ids[1]), None)
+        .await
+        .json();
+    assert_eq!(
+        (oslo["city"].clone(), oslo["n"].clone()),
+        (json!("Oslo"), json!(7))
+    );
+    app.http_json("POST", "/data", json!([{"id": "four", "city": "Lagos"}]))
+        .await;
+
+    let page = client
+        .list_data(pb::ListDataRequest {
+            page_size: 0,
+            page_token: String::new(),
+            search: "li".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let cities: Vec<_> = page
+        .records
+        .iter()
+        .map(|r| jobs_proto::struct_to_params(r.clone()).unwrap()["city"].clone())
+        .collect();
+    assert_eq!(cities, [json!("Lisbon"), json!("Lima")]);
+    assert!(page.next_page_token.is_empty());
+
+    let first = client
+        .list_data(pb::ListDataRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.records.len(), 2);
+    let second = client
+        .list_data(pb::ListDataRequest {
+            page_size: 2,
+            page_token: first.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.records.len(), 2);
+    assert!(second.next_page_token.is_empty());
+
+    let lagos = client
+        .get_data(pb::GetDataRequest { id: "four".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+    assert_eq!(
+        jobs_proto::struct_to_params(lagos).unwrap()["city"],
+        json!("Lagos")
+    );
+    let missing = client
+        .get_data(pb::GetDataRequest { id: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // A bad record rejects the whole stream, by its index.
+    let bad = client
+        .load_data(tokio_stream::iter([
+            record(json!({"id": "five"})),
+            record(json!({"id": true})),
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(
+        bad.message().starts_with("records[1].id"),
+        "{}",
+        bad.message()
+    );
+    app.http("GET", "/data/five", None).await.problem(404);
+
+    let deleted = client
+        .delete_data(pb::DeleteDataRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.deleted, 4);
+    assert_eq!(app.http("GET", "/data", None).await.json(), json!([]));
+    app.stop().await;
+}

@@ -1,0 +1,468 @@
+//! The REST gateway's `/jobs` contract over real HTTP, against a real Redis:
+//! the classic call field by field, paging, results, cancellation, every
+//! error class, and one store behind both REST and gRPC.
+
+#![allow(clippy::unwrap_used)] // a test fails loudly on the first broken assumption
+
+mod support;
+
+use jobs_proto::pb;
+use jobs_testkit::TestRedis;
+use serde_json::{Value, json};
+use support::TestApp;
+
+/// Asserts an RFC 3339 UTC time.
+fn assert_utc_time(value: &Value) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    assert!(text.ends_with('Z'), "not UTC: {text}");
+    chrono::DateTime::parse_from_rfc3339(text).unwrap();
+}
+
+/// Polls the job over REST until it is finished (the watch is gRPC's; REST
+/// has only GET, so this is what a REST client does too).
+async fn wait_finished_rest(app: &TestApp, jid: &str) -> Value {
+    support::within(std::time::Duration::from_secs(30), async {
+        loop {
+            let job = app.http("GET", &format!("/jobs/{jid}"), None).await.json();
+            if job["status"].as_str().unwrap().starts_with("FINISHED") {
+                return job;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_classic_curl_call_answers_201_with_the_job_in_the_classic_shape() {
+    let app = TestApp::start().await;
+    // curl localhost:5000/jobs -X POST -d '{"start":1, "end":2}' -H "Content-Type: application/json"
+    let created = app
+        .http(
+            "POST",
+            "/jobs",
+            Some(("application/json", br#"{"start":1, "end":2}"#.to_vec())),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.header("content-type"), Some("application/json"));
+    let job = created.json();
+    let jid = job["jid"].as_str().unwrap();
+    assert_eq!(jid.len(), 36, "a UUID: {jid}");
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/jobs/{jid}").as_str())
+    );
+    assert_eq!(job["status"], "QUEUED");
+    assert_eq!(
+        (job["start"].as_i64(), job["end"].as_i64()),
+        (Some(1), Some(2))
+    );
+    assert!(job["start_time"].is_null() && job["end_time"].is_null());
+    assert!(job.get("start_time").is_some() && job.get("end_time").is_some());
+    assert_eq!(job["kind"], "sum");
+    assert_utc_time(&job["create_time"]);
+
+    // The classic fields come first, in the classic order.
+    let text = String::from_utf8(created.body.clone()).unwrap();
+    assert!(text.starts_with(r#"{"jid":"#), "{text}");
+    let positions: Vec<usize> = ["jid", "status", "start", "end", "start_time", "end_time"]
+        .iter()
+        .map(|field| text.find(&format!("\"{field}\":")).unwrap())
+        .collect();
+    assert!(positions.is_sorted(), "classic order broken: {text}");
+
+    let fetched = app.http("GET", &format!("/jobs/{jid}"), None).await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.json(), job);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_runs_to_finished_success_with_times_and_an_exact_result() {
+    let app = TestApp::with_worker().await;
+    let job = app
+        .http_json("POST", "/jobs", json!({"start": 1, "end": 100}))
+        .await
+        .json();
+    let jid = job["jid"].as_str().unwrap();
+    let done = wait_finished_rest(&app, jid).await;
+    assert_eq!(done["status"], "FINISHED -- SUCCESS");
+    assert_utc_time(&done["start_time"]);
+    assert_utc_time(&done["end_time"]);
+    assert!(done["error"].is_null());
+
+    let result = app.http("GET", &format!("/jobs/{jid}/results"), None).await;
+    assert_eq!(result.status, 200);
+    let result = result.json();
+    assert_eq!(result["jid"], jid);
+    assert_eq!(result["result"], 5050);
+
+    // A sum far beyond 2^64 stays exact in the JSON text.
+    let big = app
+        .http_json(
+            "POST",
+            "/jobs",
+            json!({"start": 0, "end": i64::MAX, "kind": "sum"}),
+        )
+        .await
+        .json();
+    let jid = big["jid"].as_str().unwrap();
+    wait_finished_rest(&app, jid).await;
+    let result = app.http("GET", &format!("/jobs/{jid}/results"), None).await;
+    let text = String::from_utf8(result.body).unwrap();
+    let n = i128::from(i64::MAX);
+    assert!(
+        text.contains(&format!("\"result\":{}", n * (n + 1) / 2)),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn results_are_409_until_finished_and_carry_the_error_of_a_failed_job() {
+    let mut app = TestApp::start().await;
+    let queued = app
+        .http_json("POST", "/jobs", json!({"start": 1, "end": 2}))
+        .await
+        .json();
+    let jid = queued["jid"].as_str().unwrap().to_owned();
+    let problem = app
+        .http("GET", &format!("/jobs/{jid}/results"), None)
+        .await
+        .problem(409);
+    assert!(problem["detail"].as_str().unwrap().contains("QUEUED"));
+
+    app.start_worker(jobs_worker::Registry::builtin(), 2);
+    let failing = app
+        .http_json(
+            "POST",
+            "/jobs",
+            json!({"start": 1, "end": 1, "kind": "fail", "params": {"message": "boom"}}),
+        )
+        .await;
+    assert_eq!(failing.status, 201);
+    let failing = failing.json();
+    assert_eq!(failing["params"], json!({"message": "boom"}));
+    let fid = failing["jid"].as_str().unwrap();
+    let done = wait_finished_rest(&app, fid).await;
+    assert_eq!(done["status"], "FINISHED -- ERROR");
+    let result = app.http("GET", &format!("/jobs/{fid}/results"), None).await;
+    assert_eq!(result.status, 200);
+    let result = result.json();
+    assert_eq!(result["status"], "FINISHED -- ERROR");
+    assert!(result["result"].is_null());
+    assert!(result["error"].as_str().unwrap().contains("boom"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn delete_cancels_a_queued_job_and_is_409_once_it_has_finished() {
+    let app = TestApp::start().await;
+    let job = app
+        .http_json("POST", "/jobs", json!({"start": 1, "end": 2}))
+        .await
+        .json();
+    let jid = job["jid"].as_str().unwrap();
+    let cancelled = app.http("DELETE", &format!("/jobs/{jid}"), None).await;
+    assert_eq!(cancelled.status, 200);
+    let cancelled = cancelled.json();
+    assert_eq!(cancelled["status"], "FINISHED -- CANCELLED");
+    assert_utc_time(&cancelled["end_time"]);
+    let result = app
+        .http("GET", &format!("/jobs/{jid}/results"), None)
+        .await
+        .json();
+    assert_eq!(result["status"], "FINISHED -- CANCELLED");
+    app.http("DELETE", &format!("/jobs/{jid}"), None)
+        .await
+        .problem(409);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_list_is_newest_first_filtered_and_paged_through_link() {
+    let app = TestApp::start().await;
+    let mut jids = Vec::new();
+    for start in 0..3 {
+        let job = app
+            .http_json("POST", "/jobs", json!({"start": start, "end": 10}))
+            .await
+            .json();
+        jids.push(job["jid"].as_str().unwrap().to_owned());
+    }
+    let cancelled = &jids[0];
+    app.http("DELETE", &format!("/jobs/{cancelled}"), None)
+        .await;
+
+    let first = app.http("GET", "/jobs?limit=2", None).await;
+    assert_eq!(first.status, 200);
+    let page: Vec<Value> = serde_json::from_value(first.json()).unwrap();
+    let got: Vec<_> = page
+        .iter()
+        .map(|job| job["jid"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [jids[2].as_str(), jids[1].as_str()]);
+    let link = first.header("link").unwrap();
+    let next = link
+        .strip_prefix('<')
+        .and_then(|rest| rest.strip_suffix(">; rel=\"next\""))
+        .unwrap_or_else(|| panic!("bad Link: {link}"));
+    assert!(next.starts_with("/jobs?"), "{next}");
+    let second = app.http("GET", next, None).await;
+    let page = second.json();
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    assert_eq!(page[0]["jid"], jids[0].as_str());
+    assert!(second.header("link").is_none());
+
+    // The default page holds them all, with no Link.
+    let all = app.http("GET", "/jobs", None).await;
+    assert_eq!(all.json().as_array().unwrap().len(), 3);
+    assert!(all.header("link").is_none());
+
+    for (filter, expected) in [
+        ("QUEUED", 2),
+        ("FINISHED%20--%20CANCELLED", 1),
+        ("CANCELLED", 1),
+        ("FINISHED%20--%20SUCCESS", 0),
+        ("RUNNING", 0),
+    ] {
+        let page = app
+            .http("GET", &format!("/jobs?status={filter}"), None)
+            .await;
+        assert_eq!(page.status, 200, "{filter}");
+        assert_eq!(page.json().as_array().unwrap().len(), expected, "{filter}");
+    }
+    // The filter travels in the next link.
+    let filtered = app.http("GET", "/jobs?status=QUEUED&limit=1", None).await;
+    assert!(filtered.header("link").unwrap().contains("status=QUEUED"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_that_names_the_field_and_stores_nothing() {
+    let app = TestApp::start_with(&["--http-body-limit", "1024"]).await;
+    let json = |body: &str| Some(("application/json", body.as_bytes().to_vec()));
+    let cases: &[(&str, u16, Option<&str>)] = &[
+        (r#"{"start": 1, "end": "#, 400, None),
+        (r#"{"start": 1, "end": 2} trailing"#, 400, None),
+        ("", 400, None),
+        (r#"{"start": "1", "end": 2}"#, 422, Some("start")),
+        (r#"{"start": 1.5, "end": 2}"#, 422, Some("start")),
+        (
+            r#"{"start": 1, "end": 99999999999999999999}"#,
+            422,
+            Some("end"),
+        ),
+        (r#"{"start": 1}"#, 422, Some("end")),
+        (r#"{"start": 1, "end": 2, "strat": 1}"#, 422, Some("strat")),
+        (
+            r#"{"start": 1, "end": 2, "params": [1]}"#,
+            422,
+            Some("params"),
+        ),
+        ("[1, 2]", 422, None),
+        (r#"{"start": 5, "end": 1}"#, 400, Some("end")),
+        (
+            r#"{"start": 1, "end": 2, "kind": "nope"}"#,
+            400,
+            Some("kind"),
+        ),
+        (
+            r#"{"start": 1, "end": 2, "params": {"x": 1}}"#,
+            400,
+            Some("params.x"),
+        ),
+    ];
+    for (body, status, field) in cases {
+        let problem = app.http("POST", "/jobs", json(body)).await.problem(*status);
+        assert_eq!(problem["field"].as_str(), *field, "{body}: {problem}");
+        if let Some(field) = field {
+            assert!(
+                problem["detail"].as_str().unwrap().contains(field),
+                "{body}: {problem}"
+            );
+        }
+    }
+
+    // Not JSON: 415.
+    app.http("POST", "/jobs", None).await.problem(415);
+    app.http(
+        "POST",
+        "/jobs",
+        Some(("text/plain", br#"{"start":1,"end":2}"#.to_vec())),
+    )
+    .await
+    .problem(415);
+    app.http(
+        "POST",
+        "/jobs",
+        Some((
+            "application/x-www-form-urlencoded",
+            b"start=1&end=2".to_vec(),
+        )),
+    )
+    .await
+    .problem(415);
+    // Over the configured limit: 413.
+    let padding = "x".repeat(2000);
+    let big = format!(r#"{{"start": 1, "end": 2, "params": {{"message": "{padding}"}}}}"#);
+    app.http("POST", "/jobs", json(&big)).await.problem(413);
+
+    // Path and query.
+    let problem = app
+        .http("GET", "/jobs/__ready_probe__", None)
+        .await
+        .problem(400);
+    assert_eq!(problem["field"], "jid");
+    let unknown = uuid_like();
+    app.http("GET", &format!("/jobs/{unknown}"), None)
+        .await
+        .problem(404);
+    app.http("GET", &format!("/jobs/{unknown}/results"), None)
+        .await
+        .problem(404);
+    app.http("DELETE", &format!("/jobs/{unknown}"), None)
+        .await
+        .problem(404);
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=ten", "limit"),
+        ("status=DONE", "status"),
+        ("status=queued", "status"),
+        ("page_token=abc", "page_token"),
+    ] {
+        let problem = app
+            .http("GET", &format!("/jobs?{query}"), None)
+            .await
+            .problem(400);
+        assert_eq!(problem["field"], field, "{query}");
+    }
+    app.http("GET", "/jobs?limit=1&limit=2", None)
+        .await
+        .problem(400);
+    // Unknown routes and methods.
+    app.http("GET", "/nowhere", None).await.problem(404);
+    let put = app.http("PUT", "/jobs", None).await;
+    put.problem(405);
+    assert!(put.header("allow").unwrap().contains("POST"));
+
+    // Nothing of all that was stored.
+    let list = app.http("GET", "/jobs", None).await.json();
+    assert_eq!(list, json!([]));
+    app.stop().await;
+}
+
+fn uuid_like() -> String {
+    "0b6f8d3e-2f0a-4c55-9d7e-0123456789ab".to_owned()
+}
+
+#[tokio::test]
+async fn health_is_independent_of_redis_and_readiness_and_calls_are_503_without_it() {
+    let mut app = TestApp::start_on(TestRedis::private(), &[]).await;
+    assert_eq!(
+        app.http("GET", "/healthz", None).await.json()["status"],
+        "ok"
+    );
+    let ready = app.http("GET", "/readyz", None).await;
+    assert_eq!(
+        (ready.status, ready.json()["status"].clone()),
+        (200, json!("ready"))
+    );
+
+    // Stop the private Redis (dropping it kills the server).
+    drop(std::mem::replace(&mut app.redis, TestRedis::start()));
+
+    assert_eq!(app.http("GET", "/healthz", None).await.status, 200);
+    let down = app.http("GET", "/readyz", None).await;
+    down.problem(503);
+    assert_eq!(down.header("retry-after"), Some("1"));
+    app.http_json("POST", "/jobs", json!({"start": 1, "end": 2}))
+        .await
+        .problem(503);
+    app.http("GET", "/jobs", None).await.problem(503);
+    app.http("GET", "/data", None).await.problem(503);
+    app.http_json("POST", "/data", json!([{"id": 1}]))
+        .await
+        .problem(503);
+    // Bad input is still a 4xx: it is refused before Redis is asked.
+    app.http_json("POST", "/jobs", json!({"start": 2, "end": 1}))
+        .await
+        .problem(400);
+}
+
+#[tokio::test]
+async fn rest_and_grpc_see_the_same_jobs() {
+    let mut app = TestApp::start().await;
+    let over_rest = app
+        .http_json("POST", "/jobs", json!({"start": 3, "end": 4}))
+        .await
+        .json();
+    let jid = over_rest["jid"].as_str().unwrap();
+    let seen = app.get(jid).await;
+    assert_eq!((seen.start, seen.end), (3, 4));
+    assert_eq!(seen.status(), pb::JobStatus::Queued);
+
+    let over_grpc = app.create(7, 8, "").await;
+    let seen = app
+        .http("GET", &format!("/jobs/{}", over_grpc.jid), None)
+        .await
+        .json();
+    assert_eq!(seen["status"], "QUEUED");
+    assert_eq!(
+        (seen["start"].as_i64(), seen["end"].as_i64()),
+        (Some(7), Some(8))
+    );
+
+    // Cancelled over gRPC, seen cancelled over REST.
+    app.client
+        .cancel_job(pb::CancelJobRequest { jid: jid.into() })
+        .await
+        .unwrap();
+    let seen = app.http("GET", &format!("/jobs/{jid}"), None).await.json();
+    assert_eq!(seen["status"], "FINISHED -- CANCELLED");
+    let list = app.http("GET", "/jobs", None).await.json();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_its_errors() {
+    let app = TestApp::start().await;
+    let response = app.http("GET", "/openapi.json", None).await;
+    assert_eq!(response.status, 200);
+    let document = response.json();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(document["info"]["title"], "Jobs");
+    let paths = &document["paths"];
+    for (path, method) in [
+        ("/jobs", "post"),
+        ("/jobs", "get"),
+        ("/jobs/{jid}", "get"),
+        ("/jobs/{jid}", "delete"),
+        ("/jobs/{jid}/results", "get"),
+        ("/data", "post"),
+        ("/data", "get"),
+        ("/data", "delete"),
+        ("/data/{id}", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} missing");
+    }
+    let create = &paths["/jobs"]["post"]["responses"];
+    for status in ["201", "400", "413", "415", "422", "503"] {
+        assert!(create[status].is_object(), "POST /jobs lacks {status}");
+    }
+    assert!(
+        create["400"]["content"]["application/problem+json"].is_object(),
+        "errors are problem+json"
+    );
+    assert!(document["components"]["schemas"]["Problem"].is_object());
+    app.stop().await;
+}
