@@ -311,3 +311,54 @@ async fn while_redis_is_down_calls_fail_fast_as_unavailable_then_recover() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn rest_honours_the_token_and_the_idempotency_key() {
+    let app = TestApp::start_on(TestRedis::start(), &["--api-token", "s3cret"]).await;
+    let url = |path: &str| format!("{}{path}", app.http_base());
+    let body = || Some(("application/json", br#"{"start": 1, "end": 2}"#.to_vec()));
+
+    support::http_request(&url("/jobs"), "POST", body())
+        .await
+        .problem(401);
+    support::http_request_with(
+        &url("/jobs"),
+        "GET",
+        &[("authorization", "Bearer nope")],
+        None,
+    )
+    .await
+    .problem(401);
+    // The probes stay open for orchestrators.
+    assert_eq!(
+        support::http_request(&url("/healthz"), "GET", None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        support::http_request(&url("/readyz"), "GET", None)
+            .await
+            .status,
+        200
+    );
+
+    let auth = ("authorization", "Bearer s3cret");
+    let key = ("idempotency-key", "order-9");
+    let first = support::http_request_with(&url("/jobs"), "POST", &[auth, key], body()).await;
+    assert_eq!(first.status, 201);
+    let again = support::http_request_with(&url("/jobs"), "POST", &[auth, key], body()).await;
+    assert_eq!(again.status, 200, "a repeat creates nothing");
+    assert_eq!(first.json()["jid"], again.json()["jid"]);
+    let other = Some(("application/json", br#"{"start": 1, "end": 3}"#.to_vec()));
+    let refused = support::http_request_with(&url("/jobs"), "POST", &[auth, key], other).await;
+    let problem = refused.problem(400);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("idempotency_key"),
+        "{problem}"
+    );
+    app.stop().await;
+}

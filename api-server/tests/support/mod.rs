@@ -247,6 +247,11 @@ impl TestApp {
         http_request(&format!("{}{path}", self.http), method, body).await
     }
 
+    /// The REST gateway's base URL.
+    pub fn http_base(&self) -> &str {
+        &self.http
+    }
+
     /// A JSON request to the REST gateway.
     pub async fn http_json(
         &self,
@@ -265,12 +270,25 @@ impl TestApp {
 
 /// Sends one HTTP/1.1 request and reads the whole response.
 pub async fn http_request(url: &str, method: &str, body: Option<(&str, Vec<u8>)>) -> HttpResponse {
+    http_request_with(url, method, &[], body).await
+}
+
+/// The same, with extra headers.
+pub async fn http_request_with(
+    url: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, Vec<u8>)>,
+) -> HttpResponse {
     use http_body_util::{BodyExt, Full};
     use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
     let client: Client<_, Full<axum::body::Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let mut request = axum::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     let payload = match body {
         Some((content_type, bytes)) => {
             request = request.header("content-type", content_type);
