@@ -22,6 +22,7 @@ mod data;
 mod error;
 mod job;
 pub mod kinds;
+mod number;
 mod queue;
 mod record;
 mod scripts;
@@ -35,6 +36,7 @@ pub use data::{
 };
 pub use error::{Error, ValidationError};
 pub use job::{Job, JobId, JobStatus, MAX_PARAMS_BYTES, NewJob, Params, Timestamp};
+pub use number::integer_text;
 pub use queue::{Claimed, Finished, Lease, Outcome, ProgressAck, Queue};
 pub use store::{DEFAULT_PAGE_SIZE, JobOutcome, JobPage, ListQuery, MAX_PAGE_SIZE, Store};
 
