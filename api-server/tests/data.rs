@@ -134,6 +134,7 @@ async fn a_bad_record_rejects_the_whole_load_by_its_index_and_writes_nothing() {
             "records[2].id",
         ),
         (json!([{"id": 1}, {"id": "1"}]), "records[1].id"),
+        (json!([{"id": 1}, {"id": 1.0}]), "records[1].id"),
     ];
     for (body, field) in cases {
         let problem = app

@@ -81,6 +81,24 @@ async fn the_classic_curl_call_answers_201_with_the_job_in_the_classic_shape() {
 }
 
 #[tokio::test]
+async fn whole_numbers_in_any_notation_are_taken_for_start_and_end() {
+    let app = TestApp::start().await;
+    for body in [
+        r#"{"start": 1.0, "end": 2e1}"#,
+        r#"{"start": 10e-1, "end": 20.000}"#,
+    ] {
+        let created = app
+            .http("POST", "/jobs", Some(("application/json", body.into())))
+            .await;
+        assert_eq!(created.status, 201, "{body}");
+        let job = created.json();
+        assert_eq!(job["start"], 1, "{body}");
+        assert!(job["end"] == 20, "{body}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_job_runs_to_finished_success_with_times_and_an_exact_result() {
     let app = TestApp::with_worker().await;
     let job = app
@@ -251,6 +269,8 @@ async fn bad_input_gets_a_problem_that_names_the_field_and_stores_nothing() {
         ("", 400, None),
         (r#"{"start": "1", "end": 2}"#, 422, Some("start")),
         (r#"{"start": 1.5, "end": 2}"#, 422, Some("start")),
+        (r#"{"start": 1, "end": 2.5e0}"#, 422, Some("end")),
+        (r#"{"start": 1, "end": null}"#, 422, Some("end")),
         (
             r#"{"start": 1, "end": 99999999999999999999}"#,
             422,

@@ -48,6 +48,7 @@ async fn reflection_v1_lists_every_service_and_describes_the_schema() {
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     for expected in [
         "jobs.v1.JobService",
+        "jobs.v1.DataService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
     ] {

@@ -25,7 +25,7 @@ use std::{collections::HashMap, fmt, time::Duration};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::Value;
 
-use crate::{Error, RedisConfig, Result, ValidationError};
+use crate::{Error, RedisConfig, Result, ValidationError, integer_text};
 
 /// A record: a JSON object with an `id` field.
 pub type Record = serde_json::Map<String, Value>;
@@ -43,8 +43,8 @@ const SEARCH_BATCH: usize = 1000;
 /// a large load is one transaction, far slower than a single command.
 const BULK_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A record's id: its `id` field (a string, or an integer written in
-/// decimal), or a random UUID when it has none.
+/// A record's id: its `id` field (a string, or a whole number, as its
+/// canonical decimal text: `7.0` is `7`), or a random UUID when it has none.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordId(String);
 
@@ -96,7 +96,7 @@ pub struct NewRecords {
 
 impl NewRecords {
     /// Checks a load: every item a JSON object whose `id`, if any, is a
-    /// string or an integer, no id twice, at most [`MAX_LOAD_RECORDS`].
+    /// string or a whole number, no id twice, at most [`MAX_LOAD_RECORDS`].
     /// Records without an id get a random one, written into the record.
     /// The error names the record by its index (`records[7].id`).
     pub fn parse(values: Vec<Value>) -> Result<Self, ValidationError> {
@@ -126,13 +126,19 @@ impl NewRecords {
                     id
                 }
                 Some(Value::String(text)) => RecordId::parse_at(text, &field)?,
-                Some(Value::Number(number)) if is_integer(number) => {
-                    RecordId::parse_at(&number.to_string(), &field)?
-                }
+                Some(Value::Number(number)) => match integer_text(number) {
+                    Some(text) => RecordId::parse_at(&text, &field)?,
+                    None => {
+                        return Err(ValidationError::new(
+                            field,
+                            format!("must be a string or a whole number, not {number}"),
+                        ));
+                    }
+                },
                 Some(other) => {
                     return Err(ValidationError::new(
                         field,
-                        format!("must be a string or an integer, not {}", kind_of(other)),
+                        format!("must be a string or a whole number, not {}", kind_of(other)),
                     ));
                 }
             };
@@ -162,11 +168,6 @@ impl NewRecords {
     pub fn ids(&self) -> impl Iterator<Item = &RecordId> {
         self.records.iter().map(|(id, _)| id)
     }
-}
-
-/// True when `number` is written as an integer (any width).
-fn is_integer(number: &serde_json::Number) -> bool {
-    number.is_i64() || number.is_u64() || !number.to_string().contains(['.', 'e', 'E'])
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -468,10 +469,11 @@ mod tests {
 
     #[test]
     fn ids_come_from_the_record_or_are_generated_into_it() {
-        let load = parse(json!([{"id": "a"}, {"id": 7}, {"name": "x"}])).unwrap();
+        let load = parse(json!([{"id": "a"}, {"id": 7}, {"name": "x"}, {"id": 8.0}])).unwrap();
         let ids: Vec<_> = load.ids().map(RecordId::as_str).collect();
         assert_eq!(&ids[..2], ["a", "7"]);
         assert_eq!(ids[2].len(), 36);
+        assert_eq!(ids[3], "8");
         let stored: Value = serde_json::from_str(&load.records[2].1).unwrap();
         assert_eq!(stored["id"], ids[2]);
     }

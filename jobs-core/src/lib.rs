@@ -22,6 +22,7 @@ mod data;
 mod error;
 mod job;
 pub mod kinds;
+mod number;
 mod queue;
 mod record;
 mod scripts;
@@ -38,6 +39,7 @@ pub use job::{
     Attempt, AttemptOutcome, Job, JobId, JobStatus, MAX_ATTEMPTS, MAX_IDEMPOTENCY_KEY_BYTES,
     MAX_PARAMS_BYTES, MAX_TIMEOUT, NewJob, Params, Timestamp,
 };
+pub use number::integer_text;
 pub use queue::{Claimed, Finished, Lease, LeaseAck, Outcome, Queue, QueueSettings, Recovered};
 pub use store::{Created, DEFAULT_PAGE_SIZE, JobOutcome, JobPage, ListQuery, MAX_PAGE_SIZE, Store};
 

@@ -48,6 +48,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_descriptor_set_holds_the_data_service() {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(crate::FILE_DESCRIPTOR_SET).unwrap();
+        let file = set
+            .file
+            .iter()
+            .find(|file| file.name() == "jobs/v1/data.proto")
+            .expect("data.proto is in the set");
+        let service = &file.service[0];
+        assert_eq!(service.name(), "DataService");
+        let methods: Vec<_> = service.method.iter().map(|m| m.name()).collect();
+        assert_eq!(methods, ["LoadData", "ListData", "GetData", "DeleteData"]);
+        assert!(service.method[0].client_streaming());
+    }
+
+    #[test]
     fn a_load_message_becomes_a_json_object_and_errors_name_the_record() {
         let mut fields = std::collections::BTreeMap::new();
         fields.insert(

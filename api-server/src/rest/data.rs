@@ -93,6 +93,7 @@ pub(crate) struct ListParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Where the page starts: taken from the previous page's `Link` header.
+    #[param(pattern = "^[0-9]{0,19}$")]
     page_token: Option<String>,
 }
 

@@ -8,8 +8,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::SecondsFormat;
-use jobs_core::{Job, JobId, JobOutcome, JobStatus, ListQuery, NewJob, Params, Timestamp};
-use serde::{Deserialize, Serialize};
+use jobs_core::{
+    Job, JobId, JobOutcome, JobStatus, ListQuery, NewJob, Params, Timestamp, integer_text,
+};
+use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
@@ -167,8 +169,10 @@ impl From<Job> for JobJson {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateJob {
     /// First integer of the inclusive range; must not exceed `end`.
+    #[serde(deserialize_with = "whole_i64")]
     start: i64,
     /// Last integer of the inclusive range.
+    #[serde(deserialize_with = "whole_i64")]
     end: i64,
     /// Which handler runs the job; `sum` when absent.
     #[serde(default)]
@@ -179,6 +183,19 @@ pub(crate) struct CreateJob {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     params: Option<Params>,
+}
+
+/// A 64-bit integer however JSON writes it: `2.0` and `2e3` are whole
+/// numbers to JSON Schema and to many encoders, so they are taken too.
+fn whole_i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    integer_text(&number)
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "{number} is not a whole number from -2^63 to 2^63-1"
+            ))
+        })
 }
 
 /// The outcome of a finished job.
@@ -218,6 +235,7 @@ pub(crate) struct ListParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Where the page starts: taken from the previous page's `Link` header.
+    #[param(pattern = "^[0-9]{0,19}$")]
     page_token: Option<String>,
 }
 

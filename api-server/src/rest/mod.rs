@@ -65,6 +65,7 @@ struct OpenApiJson(Bytes);
             `jobs.v1.DataService`).",
         license(name = "MIT", identifier = "MIT"),
     ),
+    components(schemas(jobs::StatusFilter)),
     tags(
         (name = "jobs", description = "Submit, inspect, list and cancel jobs"),
         (name = "data", description = "The dataset: load, list, search, read and clear records"),
