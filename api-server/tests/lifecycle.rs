@@ -48,14 +48,7 @@ async fn a_sum_job_runs_to_success_with_its_times_and_result() {
     let micros = |t: prost_types::Timestamp| t.seconds * 1_000_000 + i64::from(t.nanos) / 1000;
     assert!(micros(create) <= micros(start) && micros(start) <= micros(end));
 
-    let result = app
-        .client
-        .get_job_result(pb::GetJobResultRequest {
-            jid: done.jid.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let result = app.result(&done.jid).await;
     assert_eq!(result.status(), JobStatus::Success);
     assert_eq!(result_kind(&result), Some(&Kind::NumberValue(5050.0)));
     assert!(result.error.is_empty());
@@ -67,12 +60,7 @@ async fn a_sum_beyond_a_double_is_exact_as_a_decimal_string() {
     let mut app = TestApp::with_worker().await;
     let job = app.create(i64::MIN, i64::MAX - 1, "sum").await;
     app.wait_finished(&job.jid).await;
-    let result = app
-        .client
-        .get_job_result(pb::GetJobResultRequest { jid: job.jid })
-        .await
-        .unwrap()
-        .into_inner();
+    let result = app.result(&job.jid).await;
     // The whole i64 range sums to i64::MIN; leaving out i64::MAX gives -2^64 + 1.
     let expected = (i128::from(i64::MIN) - i128::from(i64::MAX)).to_string();
     assert_eq!(result_kind(&result), Some(&Kind::StringValue(expected)));
@@ -86,12 +74,7 @@ async fn a_sleep_job_succeeds_with_a_null_result() {
     let done = app.wait_finished(&job.jid).await;
     assert_eq!(done.status(), JobStatus::Success);
     assert!(done.start_time.is_some() && done.end_time.is_some());
-    let result = app
-        .client
-        .get_job_result(pb::GetJobResultRequest { jid: job.jid })
-        .await
-        .unwrap()
-        .into_inner();
+    let result = app.result(&job.jid).await;
     assert_eq!(result_kind(&result), Some(&Kind::NullValue(0)));
     app.stop().await;
 }
@@ -111,12 +94,7 @@ async fn a_failing_job_ends_in_error_with_its_message() {
     assert_eq!(done.status(), JobStatus::Error);
     assert_eq!(done.error, "disk on fire");
     assert!(done.end_time.is_some());
-    let result = app
-        .client
-        .get_job_result(pb::GetJobResultRequest { jid: job.jid })
-        .await
-        .unwrap()
-        .into_inner();
+    let result = app.result(&job.jid).await;
     assert_eq!(result.status(), JobStatus::Error);
     assert_eq!(result.error, "disk on fire");
     assert!(result.result.is_none());
@@ -199,12 +177,7 @@ async fn a_thousand_concurrent_jobs_all_finish_once_with_correct_sums() {
     .await;
 
     for (jid, start, end) in &created {
-        let result = app
-            .client
-            .get_job_result(pb::GetJobResultRequest { jid: jid.clone() })
-            .await
-            .unwrap()
-            .into_inner();
+        let result = app.result(jid).await;
         let expected: i128 = (*start..=*end).map(i128::from).sum();
         #[allow(clippy::cast_precision_loss)]
         let expected = Kind::NumberValue(expected as f64);
@@ -359,14 +332,7 @@ async fn errors_carry_the_right_codes_and_name_the_field() {
 async fn watch_sees_queued_running_success_then_ends() {
     let mut app = TestApp::start().await;
     let job = app.create(0, 400, "sleep").await;
-    let mut stream = app
-        .client
-        .watch_job(pb::WatchJobRequest {
-            jid: job.jid.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = app.watch(&job.jid).await;
     let first = stream.message().await.unwrap().unwrap().job.unwrap();
     assert_eq!(first.status(), JobStatus::Queued);
 
@@ -398,12 +364,7 @@ async fn watch_sees_queued_running_success_then_ends() {
     );
 
     // A finished job's watch sends its state once and ends.
-    let mut stream = app
-        .client
-        .watch_job(pb::WatchJobRequest { jid: job.jid })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = app.watch(&job.jid).await;
     let only = stream.message().await.unwrap().unwrap().job.unwrap();
     assert_eq!(only.status(), JobStatus::Success);
     assert!(stream.message().await.unwrap().is_none());
@@ -543,14 +504,7 @@ async fn cancelling_a_queued_job_ends_it_at_once_and_no_worker_runs_it() {
 async fn cancelling_a_running_job_stops_its_handler_promptly() {
     let mut app = TestApp::with_worker().await;
     let job = app.create(0, 60_000, "sleep").await;
-    let mut stream = app
-        .client
-        .watch_job(pb::WatchJobRequest {
-            jid: job.jid.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = app.watch(&job.jid).await;
     within(Duration::from_secs(10), async {
         while let Some(update) = stream.message().await.unwrap() {
             if update.job.unwrap().status() == JobStatus::Running {

@@ -362,3 +362,54 @@ async fn rest_honours_the_token_and_the_idempotency_key() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn rest_takes_attempts_and_shows_every_attempt() {
+    let mut app = TestApp::start().await;
+    app.start_worker_with(Registry::builtin(), fast_retries());
+    let created = app
+        .http_json(
+            "POST",
+            "/jobs",
+            serde_json::json!({"start": 1, "end": 1, "kind": "fail", "max_attempts": 2.0, "timeout_ms": 5000,
+                               "params": {"message": "nope"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let jid = created.json()["jid"].as_str().unwrap().to_owned();
+    assert_eq!(created.json()["max_attempts"], 2);
+    assert_eq!(created.json()["timeout_ms"], 5000);
+    app.wait_finished(&jid).await;
+
+    let job = app.http("GET", &format!("/jobs/{jid}"), None).await.json();
+    assert_eq!(job["status"], "FINISHED -- ERROR");
+    assert_eq!(job["error"], "nope");
+    let history = job["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2);
+    for (n, attempt) in history.iter().enumerate() {
+        assert_eq!(attempt["number"], n + 1);
+        assert_eq!(attempt["outcome"], "FAILED");
+        assert_eq!(attempt["error"], "nope");
+        assert!(
+            attempt["worker"]
+                .as_str()
+                .unwrap()
+                .starts_with("test-worker")
+        );
+        assert!(attempt["start_time"].is_string() && attempt["end_time"].is_string());
+    }
+    let refused = app
+        .http_json(
+            "POST",
+            "/jobs",
+            serde_json::json!({"start": 1, "end": 1, "max_attempts": 0}),
+        )
+        .await;
+    assert!(
+        refused.problem(400)["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("max_attempts")
+    );
+    app.stop().await;
+}

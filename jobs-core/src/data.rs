@@ -198,26 +198,7 @@ impl DataQuery {
     /// A non-empty `search` keeps only records with a string value (at any
     /// depth) that contains it, ignoring case.
     pub fn new(page_size: i64, page_token: &str, search: &str) -> Result<Self, ValidationError> {
-        let page_size = match usize::try_from(page_size) {
-            Ok(0) => crate::DEFAULT_PAGE_SIZE,
-            Ok(size) => size.min(crate::MAX_PAGE_SIZE),
-            Err(_) => {
-                return Err(ValidationError::new(
-                    "page_size",
-                    format!("must not be negative (got {page_size})"),
-                ));
-            }
-        };
-        let after_seq = if page_token.is_empty() {
-            None
-        } else {
-            Some(page_token.parse().map_err(|_| {
-                ValidationError::new(
-                    "page_token",
-                    format!("{page_token:?} is not a page token this server issued"),
-                )
-            })?)
-        };
+        let (page_size, after_seq) = crate::store::parse_page(page_size, page_token)?;
         let search = (!search.is_empty()).then(|| search.to_lowercase());
         Ok(Self {
             page_size,

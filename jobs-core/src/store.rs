@@ -187,26 +187,7 @@ impl ListQuery {
         page_token: &str,
         status: Option<JobStatus>,
     ) -> Result<Self, ValidationError> {
-        let page_size = match usize::try_from(page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(size) => size.min(MAX_PAGE_SIZE),
-            Err(_) => {
-                return Err(ValidationError::new(
-                    "page_size",
-                    format!("must not be negative (got {page_size})"),
-                ));
-            }
-        };
-        let after_seq = if page_token.is_empty() {
-            None
-        } else {
-            Some(page_token.parse().map_err(|_| {
-                ValidationError::new(
-                    "page_token",
-                    format!("{page_token:?} is not a page token this server issued"),
-                )
-            })?)
-        };
+        let (page_size, after_seq) = parse_page(page_size, page_token)?;
         Ok(Self {
             page_size,
             after_seq,
@@ -218,6 +199,37 @@ impl ListQuery {
     pub fn page_size(&self) -> usize {
         self.page_size
     }
+}
+
+/// Checks a page request, as every list (jobs, records) takes it: a size
+/// (0 for [`DEFAULT_PAGE_SIZE`], cut to [`MAX_PAGE_SIZE`]) and a token (empty
+/// for the first page, else the creation sequence the previous page ended
+/// at).
+pub(crate) fn parse_page(
+    page_size: i64,
+    page_token: &str,
+) -> Result<(usize, Option<u64>), ValidationError> {
+    let page_size = match usize::try_from(page_size) {
+        Ok(0) => DEFAULT_PAGE_SIZE,
+        Ok(size) => size.min(MAX_PAGE_SIZE),
+        Err(_) => {
+            return Err(ValidationError::new(
+                "page_size",
+                format!("must not be negative (got {page_size})"),
+            ));
+        }
+    };
+    let after_seq = if page_token.is_empty() {
+        None
+    } else {
+        Some(page_token.parse().map_err(|_| {
+            ValidationError::new(
+                "page_token",
+                format!("{page_token:?} is not a page token this server issued"),
+            )
+        })?)
+    };
+    Ok((page_size, after_seq))
 }
 
 /// One page of jobs, newest first.

@@ -42,11 +42,7 @@ fn pending(redis: &TestRedis) -> u64 {
 async fn create_saves_and_queues_in_one_step() {
     let redis = TestRedis::start();
     let (store, _queue) = setup(&redis).await;
-    let job = store
-        .create(&NewJob::parse(1, 2, "sum", None).unwrap())
-        .await
-        .unwrap()
-        .job;
+    let job = submit(&store, NewJob::parse(1, 2, "sum", None).unwrap()).await;
     assert_eq!(job.status, JobStatus::Queued);
     assert_eq!(store.get(&job.jid).await.unwrap(), job);
     assert_eq!(stream_len(&redis), 1);
@@ -69,11 +65,7 @@ async fn create_saves_and_queues_in_one_step() {
 async fn a_finished_job_never_changes_again() {
     let redis = TestRedis::start();
     let (store, queue) = setup(&redis).await;
-    let job = store
-        .create(&NewJob::parse(1, 3, "sum", None).unwrap())
-        .await
-        .unwrap()
-        .job;
+    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
     let claimed = queue.claim(10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let lease = claimed[0].lease.clone();
@@ -124,11 +116,8 @@ async fn claims_come_in_batches_and_skip_cancelled_jobs() {
     let mut jids = Vec::new();
     for i in 0..5 {
         jids.push(
-            store
-                .create(&NewJob::parse(i, i, "sum", None).unwrap())
+            submit(&store, NewJob::parse(i, i, "sum", None).unwrap())
                 .await
-                .unwrap()
-                .job
                 .jid,
         );
     }
@@ -162,11 +151,7 @@ async fn a_blocked_claim_wakes_for_a_new_job() {
     let (store, queue) = setup(&redis).await;
     let waiting = tokio::spawn(async move { queue.claim(5, Duration::from_secs(20)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let job = store
-        .create(&NewJob::parse(1, 1, "sum", None).unwrap())
-        .await
-        .unwrap()
-        .job;
+    let job = submit(&store, NewJob::parse(1, 1, "sum", None).unwrap()).await;
     let claimed = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("the blocked read woke up")
@@ -181,11 +166,7 @@ async fn a_blocked_claim_wakes_for_a_new_job() {
 async fn cancelling_a_running_job_flags_it_for_its_worker() {
     let redis = TestRedis::start();
     let (store, queue) = setup(&redis).await;
-    let job = store
-        .create(&NewJob::parse(0, 10_000, "sleep", None).unwrap())
-        .await
-        .unwrap()
-        .job;
+    let job = submit(&store, NewJob::parse(0, 10_000, "sleep", None).unwrap()).await;
     let lease = queue.claim(1, Duration::from_millis(100)).await.unwrap()[0]
         .lease
         .clone();
@@ -238,6 +219,21 @@ async fn an_unreachable_redis_is_reported_as_unavailable_promptly() {
     assert!(matches!(err, Error::Config(_)), "{err:?}");
 }
 
+/// Creates a job that must be accepted.
+async fn submit(store: &Store, new: NewJob) -> jobs_core::Job {
+    store.create(&new).await.unwrap().job
+}
+
+/// Claims the one job the test expects to be queued, and returns its lease.
+async fn take_one(queue: &Queue) -> jobs_core::Lease {
+    queue
+        .claim(1, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease
+}
+
 /// A queue whose leases last `lease`.
 async fn queue_with_lease(redis: &TestRedis, consumer: &str, lease: Duration) -> Queue {
     let config = RedisConfig::new(redis.url(), redis.prefix());
@@ -255,17 +251,8 @@ async fn a_lapsed_lease_is_recovered_and_its_late_writes_refused() {
     let lease = Duration::from_millis(300);
     let dead = queue_with_lease(&redis, "dead-worker", lease).await;
     let alive = queue_with_lease(&redis, "live-worker", lease).await;
-    let job = store
-        .create(&NewJob::parse(1, 3, "sum", None).unwrap())
-        .await
-        .unwrap()
-        .job;
-    let stale = dead
-        .claim(1, Duration::from_millis(50))
-        .await
-        .unwrap()
-        .remove(0)
-        .lease;
+    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+    let stale = take_one(&dead).await;
 
     // While the lease runs, recovery leaves the job alone.
     assert_eq!(alive.recover().await.unwrap(), Recovered::default());
@@ -278,12 +265,7 @@ async fn a_lapsed_lease_is_recovered_and_its_late_writes_refused() {
     assert_eq!(requeued.history[0].outcome, AttemptOutcome::Lost);
     assert_eq!(requeued.history[0].worker, "dead-worker");
 
-    let fresh = alive
-        .claim(1, Duration::from_millis(50))
-        .await
-        .unwrap()
-        .remove(0)
-        .lease;
+    let fresh = take_one(&alive).await;
     assert_eq!(fresh.attempt(), 2, "each take counts as an attempt");
     // The dead worker wakes up: every write it tries is refused.
     let late = Finished {
@@ -321,17 +303,8 @@ async fn a_renewed_lease_outlives_its_length() {
     let lease = Duration::from_millis(300);
     let worker = queue_with_lease(&redis, "worker", lease).await;
     let other = queue_with_lease(&redis, "other", lease).await;
-    let job = store
-        .create(&NewJob::parse(1, 3, "sum", None).unwrap())
-        .await
-        .unwrap()
-        .job;
-    let held = worker
-        .claim(1, Duration::from_millis(50))
-        .await
-        .unwrap()
-        .remove(0)
-        .lease;
+    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+    let held = take_one(&worker).await;
     for _ in 0..4 {
         tokio::time::sleep(lease / 2).await;
         assert_eq!(
@@ -360,12 +333,7 @@ async fn failed_attempts_wait_their_backoff_then_end_in_error() {
         .with_max_attempts(2)
         .unwrap();
     let job = store.create(&new).await.unwrap().job;
-    let first = queue
-        .claim(1, Duration::from_millis(50))
-        .await
-        .unwrap()
-        .remove(0)
-        .lease;
+    let first = take_one(&queue).await;
     let failed = Outcome::Failed {
         error: "boom 1".into(),
         retry_in: Duration::from_millis(400),
@@ -394,12 +362,7 @@ async fn failed_attempts_wait_their_backoff_then_end_in_error() {
             .is_empty()
     );
     tokio::time::sleep(Duration::from_millis(450)).await;
-    let second = queue
-        .claim(1, Duration::from_millis(50))
-        .await
-        .unwrap()
-        .remove(0)
-        .lease;
+    let second = take_one(&queue).await;
     assert_eq!(second.attempt(), 2);
     let failed = Outcome::Failed {
         error: "boom 2".into(),
@@ -435,17 +398,8 @@ async fn failed_attempts_wait_their_backoff_then_end_in_error() {
 async fn a_released_job_is_queued_at_once_and_its_attempt_not_counted() {
     let redis = TestRedis::start();
     let (store, queue) = setup(&redis).await;
-    let job = store
-        .create(&NewJob::parse(1, 3, "sum", None).unwrap())
-        .await
-        .unwrap()
-        .job;
-    let lease = queue
-        .claim(1, Duration::from_millis(50))
-        .await
-        .unwrap()
-        .remove(0)
-        .lease;
+    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+    let lease = take_one(&queue).await;
     let release = Finished {
         lease,
         outcome: Outcome::Released("shutting down".into()),
@@ -501,17 +455,8 @@ async fn finished_jobs_expire_and_leave_the_list() {
     )
     .await
     .unwrap();
-    let job = store
-        .create(&NewJob::parse(1, 3, "sum", None).unwrap())
-        .await
-        .unwrap()
-        .job;
-    let lease = queue
-        .claim(1, Duration::from_millis(50))
-        .await
-        .unwrap()
-        .remove(0)
-        .lease;
+    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+    let lease = take_one(&queue).await;
     queue
         .finish(&[Finished {
             lease,

@@ -166,12 +166,8 @@ pub(crate) async fn list(
     let records: Vec<RecordJson> = page.records.into_iter().map(RecordJson).collect();
     let mut headers = HeaderMap::new();
     if let Some(next) = page.next_page_token {
-        let limit = limit.to_string();
-        let mut pairs = vec![("limit", limit.as_str()), ("page_token", next.as_str())];
-        if !search.is_empty() {
-            pairs.push(("search", search.as_str()));
-        }
-        headers.insert(header::LINK, next_link("/data", &pairs)?);
+        let filter = (!search.is_empty()).then_some(("search", search.as_str()));
+        headers.insert(header::LINK, next_link("/data", limit, &next, filter)?);
     }
     Ok((headers, axum::Json(records)).into_response())
 }

@@ -143,6 +143,47 @@ pub(crate) struct JobJson {
     /// How far the running attempt has got, from 0 to 1.
     #[schema(minimum = 0.0, maximum = 1.0)]
     progress: f64,
+    /// How many attempts the job gets before it ends `FINISHED -- ERROR`.
+    max_attempts: u32,
+    /// How long one attempt may run, in milliseconds.
+    timeout_ms: u64,
+    /// Every attempt so far, oldest first.
+    history: Vec<AttemptJson>,
+}
+
+/// How one attempt at a job went.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AttemptJson {
+    /// Which attempt, from 1; null for a run handed back at shutdown, which
+    /// does not count.
+    number: Option<u32>,
+    /// The worker that ran it.
+    worker: String,
+    /// When it started (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    start_time: Option<String>,
+    /// When it ended (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    end_time: Option<String>,
+    /// How it ended: SUCCESS, FAILED (retried if attempts remained), ERROR,
+    /// CANCELLED, RELEASE (handed back at shutdown) or LOST (its worker
+    /// stopped renewing the lease).
+    outcome: &'static str,
+    /// Why it failed; null on success.
+    error: Option<String>,
+}
+
+impl From<jobs_core::Attempt> for AttemptJson {
+    fn from(attempt: jobs_core::Attempt) -> Self {
+        Self {
+            number: attempt.number,
+            worker: attempt.worker,
+            start_time: attempt.start_time.map(rfc3339),
+            end_time: attempt.end_time.map(rfc3339),
+            outcome: jobs_proto::outcome_name(attempt.outcome),
+            error: attempt.error,
+        }
+    }
 }
 
 impl From<Job> for JobJson {
@@ -160,6 +201,9 @@ impl From<Job> for JobJson {
             attempts: job.attempts,
             error: job.error,
             progress: job.progress,
+            max_attempts: job.max_attempts,
+            timeout_ms: u64::try_from(job.timeout.as_millis()).unwrap_or(u64::MAX),
+            history: job.history.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -183,19 +227,45 @@ pub(crate) struct CreateJob {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     params: Option<Params>,
+    /// How many attempts the job gets (1 to 100); the server's default when
+    /// absent.
+    #[serde(default, deserialize_with = "whole_opt")]
+    #[schema(minimum = 1, maximum = 100)]
+    max_attempts: Option<u32>,
+    /// How long one attempt may run, in milliseconds (up to a day); the
+    /// server's default when absent.
+    #[serde(default, deserialize_with = "whole_opt")]
+    #[schema(minimum = 1, maximum = 86_400_000)]
+    timeout_ms: Option<u64>,
 }
 
 /// A 64-bit integer however JSON writes it: `2.0` and `2e3` are whole
 /// numbers to JSON Schema and to many encoders, so they are taken too.
 fn whole_i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     let number = serde_json::Number::deserialize(deserializer)?;
-    integer_text(&number)
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| {
-            D::Error::custom(format!(
-                "{number} is not a whole number from -2^63 to 2^63-1"
-            ))
-        })
+    whole(&number).ok_or_else(|| {
+        D::Error::custom(format!(
+            "{number} is not a whole number from -2^63 to 2^63-1"
+        ))
+    })
+}
+
+/// An optional non-negative integer, written however JSON writes it.
+fn whole_opt<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr,
+{
+    match Option::<serde_json::Number>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(number) => whole(&number)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number in range"))),
+    }
+}
+
+fn whole<T: std::str::FromStr>(number: &serde_json::Number) -> Option<T> {
+    integer_text(number).and_then(|text| text.parse().ok())
 }
 
 /// The outcome of a finished job.
@@ -284,6 +354,14 @@ pub(crate) async fn create(
         body.params,
     )
     .map_err(problem)?;
+    if let Some(attempts) = body.max_attempts {
+        new = new.with_max_attempts(attempts).map_err(problem)?;
+    }
+    if let Some(millis) = body.timeout_ms {
+        new = new
+            .with_timeout(std::time::Duration::from_millis(millis))
+            .map_err(problem)?;
+    }
     if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
         let key = key.to_str().map_err(|_| {
             problem(jobs_core::ValidationError::new(
@@ -338,12 +416,8 @@ pub(crate) async fn list(
     let jobs: Vec<JobJson> = page.jobs.into_iter().map(Into::into).collect();
     let mut headers = HeaderMap::new();
     if let Some(next) = page.next_page_token {
-        let limit = limit.to_string();
-        let mut pairs = vec![("limit", limit.as_str()), ("page_token", next.as_str())];
-        if let Some(status) = params.status.as_deref() {
-            pairs.push(("status", status));
-        }
-        headers.insert(header::LINK, next_link("/jobs", &pairs)?);
+        let filter = params.status.as_deref().map(|status| ("status", status));
+        headers.insert(header::LINK, next_link("/jobs", limit, &next, filter)?);
     }
     Ok((headers, axum::Json(jobs)).into_response())
 }

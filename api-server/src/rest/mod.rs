@@ -168,8 +168,18 @@ fn page_limit(text: Option<&str>) -> Result<u16, Problem> {
 }
 
 /// A `Link` header to the next page: `<{path}?{pairs}>; rel="next"`.
-fn next_link(path: &str, pairs: &[(&str, &str)]) -> Result<HeaderValue, Problem> {
-    let query = serde_urlencoded::to_string(pairs)
+/// The next page of `path`: its limit and token, plus the filter that made
+/// this page, if any.
+fn next_link(
+    path: &str,
+    limit: u16,
+    token: &str,
+    filter: Option<(&str, &str)>,
+) -> Result<HeaderValue, Problem> {
+    let limit = limit.to_string();
+    let mut pairs = vec![("limit", limit.as_str()), ("page_token", token)];
+    pairs.extend(filter);
+    let query = serde_urlencoded::to_string(&pairs)
         .map_err(|err| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?;
     HeaderValue::try_from(format!("<{path}?{query}>; rel=\"next\""))
         .map_err(|err| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))

@@ -147,14 +147,27 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Follows the job until it ends; returns its final state.
-    pub async fn wait_finished(&mut self, jid: &str) -> pb::Job {
-        let mut stream = self
-            .client
+    /// Opens a watch on the job.
+    pub async fn watch(&mut self, jid: &str) -> tonic::Streaming<pb::WatchJobResponse> {
+        self.client
             .watch_job(pb::WatchJobRequest { jid: jid.into() })
             .await
             .unwrap()
-            .into_inner();
+            .into_inner()
+    }
+
+    /// The job's outcome, which must be ready.
+    pub async fn result(&mut self, jid: &str) -> pb::GetJobResultResponse {
+        self.client
+            .get_job_result(pb::GetJobResultRequest { jid: jid.into() })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Follows the job until it ends; returns its final state.
+    pub async fn wait_finished(&mut self, jid: &str) -> pb::Job {
+        let mut stream = self.watch(jid).await;
         let mut last = None;
         within(Duration::from_secs(30), async {
             while let Some(update) = stream.message().await.unwrap() {
