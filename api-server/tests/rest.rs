@@ -398,8 +398,19 @@ async fn health_is_independent_of_redis_and_readiness_and_calls_are_503_without_
     drop(std::mem::replace(&mut app.redis, TestRedis::start()));
 
     assert_eq!(app.http("GET", "/healthz", None).await.status, 200);
+    let asked = std::time::Instant::now();
     let down = app.http("GET", "/readyz", None).await;
     down.problem(503);
+    let started = std::time::Instant::now();
+    app.http("GET", &format!("/jobs/{}", uuid_like()), None)
+        .await
+        .problem(503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2)
+            && asked.elapsed() < std::time::Duration::from_secs(4),
+        "answered in {:?}",
+        started.elapsed()
+    );
     assert_eq!(down.header("retry-after"), Some("1"));
     app.http_json("POST", "/jobs", json!({"start": 1, "end": 2}))
         .await

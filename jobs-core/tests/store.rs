@@ -334,9 +334,10 @@ async fn failed_attempts_wait_their_backoff_then_end_in_error() {
         .unwrap();
     let job = store.create(&new).await.unwrap().job;
     let first = take_one(&queue).await;
+    // An hour's backoff: the test moves the clock, it does not wait.
     let failed = Outcome::Failed {
         error: "boom 1".into(),
-        retry_in: Duration::from_millis(400),
+        retry_in: Duration::from_secs(3600),
     };
     assert_eq!(
         queue
@@ -353,7 +354,7 @@ async fn failed_attempts_wait_their_backoff_then_end_in_error() {
         (waiting.status, waiting.error.as_deref()),
         (JobStatus::Queued, Some("boom 1"))
     );
-    // Not before its backoff.
+    // Not before its backoff, which is due an hour from now on Redis's clock.
     assert!(
         queue
             .claim(1, Duration::from_millis(50))
@@ -361,7 +362,27 @@ async fn failed_attempts_wait_their_backoff_then_end_in_error() {
             .unwrap()
             .is_empty()
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    let mut conn = redis.connection();
+    let delayed = format!("{}:delayed", redis.prefix());
+    let due: f64 = redis::cmd("ZSCORE")
+        .arg(&delayed)
+        .arg(job.jid.to_string())
+        .query(&mut conn)
+        .unwrap();
+    let (secs, _micros): (i64, i64) = redis::cmd("TIME").query(&mut conn).unwrap();
+    #[allow(clippy::cast_precision_loss)]
+    let in_ms = due - (secs * 1000) as f64;
+    assert!(
+        (3_595_000.0..=3_601_000.0).contains(&in_ms),
+        "due in {in_ms} ms"
+    );
+    // Time passes: the retry falls due, and the next claim takes it.
+    let _: () = redis::cmd("ZADD")
+        .arg(&delayed)
+        .arg(0)
+        .arg(job.jid.to_string())
+        .query(&mut conn)
+        .unwrap();
     let second = take_one(&queue).await;
     assert_eq!(second.attempt(), 2);
     let failed = Outcome::Failed {
