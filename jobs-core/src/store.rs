@@ -340,10 +340,42 @@ impl Store {
                 "already used for a different job within the idempotency window",
             )
             .into()),
-            replay => Ok(Created {
+            "existing" => Ok(Created {
                 job: record::job_from_pairs(fields)?,
-                replayed: replay == "existing",
+                replayed: true,
             }),
+            _ => {
+                let [create_time, seq] = <[String; 2]>::try_from(fields)
+                    .map_err(|_| Error::Corrupt("create.lua replied oddly".into()))?;
+                let parsed = |text: &str| text.parse::<u64>().ok();
+                let micros = parsed(&create_time)
+                    .and_then(|micros| i64::try_from(micros).ok())
+                    .and_then(chrono::DateTime::from_timestamp_micros)
+                    .ok_or_else(|| Error::Corrupt(format!("create time {create_time:?}")))?;
+                Ok(Created {
+                    job: Job {
+                        jid,
+                        status: JobStatus::Queued,
+                        start: new.start(),
+                        end: new.end(),
+                        kind: new.kind().to_owned(),
+                        params: new.params().clone(),
+                        create_time: micros,
+                        start_time: None,
+                        end_time: None,
+                        attempts: 0,
+                        error: None,
+                        progress: 0.0,
+                        max_attempts,
+                        timeout: Duration::from_millis(timeout_ms),
+                        history: Vec::new(),
+                        version: 1,
+                        seq: parsed(&seq).unwrap_or_default(),
+                        lease: 0,
+                    },
+                    replayed: false,
+                })
+            }
         }
     }
 

@@ -18,7 +18,9 @@ use std::{
     time::Duration,
 };
 
-use futures_util::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::{FutureExt, StreamExt};
 use jobs_core::{Claimed, Finished, JobId, Lease, LeaseAck, Outcome, Queue};
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore, mpsc},
@@ -236,23 +238,19 @@ impl Runner {
                 )),
                 Some(handler) => {
                     let ctx = JobContext::new(job, attempt.clone(), queue);
-                    // Its own task, so a panicking handler fails its job, not the worker.
-                    let mut task = tokio::spawn(handler.run(ctx));
+                    // A panicking handler fails its job, not the worker; it
+                    // runs in this task (no second spawn per job), and is
+                    // dropped, which stops it, on timeout or cancellation.
+                    let run = AssertUnwindSafe(handler.run(ctx)).catch_unwind();
                     tokio::select! {
-                        joined = tokio::time::timeout(timeout, &mut task) => match joined {
+                        ran = tokio::time::timeout(timeout, run) => match ran {
                             Ok(Ok(Ok(result))) => Ended::Succeeded(result),
                             Ok(Ok(Err(failure))) if failure.is_retryable() => Ended::Failed(failure.to_string()),
                             Ok(Ok(Err(failure))) => Ended::Refused(failure.to_string()),
-                            Ok(Err(err)) => Ended::Failed(format!("the handler panicked: {}", panic_message(err))),
-                            Err(_) => {
-                                task.abort();
-                                Ended::Failed(format!("timed out after {}", humantime(timeout)))
-                            }
+                            Ok(Err(panic)) => Ended::Failed(format!("the handler panicked: {}", panic_message(&*panic))),
+                            Err(_) => Ended::Failed(format!("timed out after {}", humantime(timeout))),
                         },
-                        () = attempt.token().cancelled() => {
-                            task.abort();
-                            Ended::Stopped
-                        }
+                        () = attempt.token().cancelled() => Ended::Stopped,
                     }
                 }
             };
@@ -311,15 +309,12 @@ fn humantime(duration: Duration) -> String {
     }
 }
 
-fn panic_message(err: tokio::task::JoinError) -> String {
-    match err.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<&str>()
-            .map(|text| (*text).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(no message)".to_owned()),
-        Err(err) => err.to_string(),
-    }
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// Writes outcomes in batches of whatever has piled up, until every sender

@@ -14,7 +14,9 @@
 --
 -- First, retries whose backoff has passed go back on the stream. Job hashes,
 -- indexes and channels are derived from the prefix, because the jids are
--- only known once the stream has been read.
+-- only known once the stream has been read. Work shared by the batch (index
+-- moves, acknowledgements, the watcher check) is one command for all jobs;
+-- a change is published only on channels someone is subscribed to.
 --
 -- Returns one array per job now RUNNING for this worker:
 --   {entry id, field, value, field, value, ...} (the job hash after the change).
@@ -25,11 +27,14 @@ local prefix = ARGV[4]
 local t = redis.call('TIME')
 local now = t[1] .. string.format('%06d', tonumber(t[2]))
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease_until = string.format('%.0f', now_ms + tonumber(ARGV[5]))
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, 100)
-for _, jid in ipairs(due) do
-  redis.call('ZREM', KEYS[2], jid)
-  redis.call('XADD', KEYS[1], '*', 'jid', jid)
+if #due > 0 then
+  for _, jid in ipairs(due) do
+    redis.call('XADD', KEYS[1], '*', 'jid', jid)
+  end
+  redis.call('ZREM', KEYS[2], unpack(due))
 end
 
 local entries = {}
@@ -52,30 +57,43 @@ else
   end
 end
 
-local claimed = {}
+local claimed, ids, taken, running, skipped, channels = {}, {}, {}, {}, {}, {}
 for _, e in ipairs(entries) do
   local id, jid = e[1], e[2]
   local key = jid and (prefix .. ':job:' .. jid)
-  local status = key and redis.call('HGET', key, 'status')
-  if status == 'QUEUED' then
-    local seq = redis.call('HGET', key, 'seq')
+  local s = key and redis.call('HMGET', key, 'status', 'seq', 'attempts', 'lease', 'version') or {}
+  if s[1] == 'QUEUED' then
     redis.call('HSET', key, 'status', 'RUNNING', 'start_time', now,
-      'worker', ARGV[2], 'progress', 0,
-      'lease_until', string.format('%.0f', now_ms + tonumber(ARGV[5])))
-    redis.call('HDEL', key, 'end_time')
-    redis.call('HINCRBY', key, 'attempts', 1)
-    redis.call('HINCRBY', key, 'lease', 1)
-    redis.call('HINCRBY', key, 'version', 1)
-    redis.call('ZREM', prefix .. ':status:QUEUED', jid)
-    redis.call('ZADD', prefix .. ':status:RUNNING', seq, jid)
-    local fields = redis.call('HGETALL', key)
-    redis.call('PUBLISH', prefix .. ':events:' .. jid, cjson.encode(fields))
-    table.insert(fields, 1, id)
-    claimed[#claimed + 1] = fields
+      'worker', ARGV[2], 'progress', 0, 'lease_until', lease_until,
+      'attempts', tonumber(s[3]) + 1, 'lease', tonumber(s[4]) + 1,
+      'version', tonumber(s[5]) + 1)
+    taken[#taken + 1] = jid
+    running[#running + 1] = s[2]
+    running[#running + 1] = jid
+    claimed[#claimed + 1] = redis.call('HGETALL', key)
+    channels[#channels + 1] = prefix .. ':events:' .. jid
+    ids[#ids + 1] = id
   else
-    redis.call('XACK', KEYS[1], ARGV[1], id)
-    redis.call('XDEL', KEYS[1], id)
+    skipped[#skipped + 1] = id
   end
 end
 
+if #taken > 0 then
+  redis.call('ZREM', prefix .. ':status:QUEUED', unpack(taken))
+  redis.call('ZADD', prefix .. ':status:RUNNING', unpack(running))
+  local subscribers = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  for i = 1, #channels do
+    if subscribers[2 * i] > 0 then
+      redis.call('PUBLISH', channels[i], cjson.encode(claimed[i]))
+    end
+  end
+end
+if #skipped > 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(skipped))
+  redis.call('XDEL', KEYS[1], unpack(skipped))
+end
+
+for i, fields in ipairs(claimed) do
+  table.insert(fields, 1, ids[i])
+end
 return claimed

@@ -18,15 +18,16 @@
 -- ARGV[9]  how long an idempotency key is remembered, in milliseconds
 -- ARGV[10] key prefix
 --
--- Returns {outcome, {field, value, ...}}: outcome "created" with the new job,
--- "existing" with the job first created under the same idempotency key, or
--- "mismatch" (and no job) when that key was used with other parameters.
--- Times are microseconds since the Unix epoch on Redis's clock.
+-- Returns {outcome, values}: "created" with {create_time, seq} (the caller
+-- knows the rest), "existing" with {field, value, ...} of the job first
+-- created under the same idempotency key, or "mismatch" (and nothing) when
+-- that key was used with other parameters. Times are microseconds since the
+-- Unix epoch on Redis's clock.
 
-local fingerprint = redis.sha1hex(table.concat(
-  {ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]}, '\n'))
-
+local fingerprint
 if ARGV[8] ~= '' then
+  fingerprint = redis.sha1hex(table.concat(
+    {ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]}, '\n'))
   local seen = redis.call('HMGET', KEYS[6], 'jid', 'fingerprint')
   if seen[1] then
     if seen[2] ~= fingerprint then
@@ -62,4 +63,4 @@ if ARGV[8] ~= '' then
   redis.call('PEXPIRE', KEYS[6], ARGV[9])
 end
 
-return {'created', redis.call('HGETALL', KEYS[1])}
+return {'created', {now, seq}}
