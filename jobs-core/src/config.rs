@@ -66,7 +66,12 @@ impl RedisConfig {
             )));
         }
         let url = self.url();
-        redis::Client::open(url.as_str())
+        let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+            .map_err(|err| crate::Error::Config(format!("Redis URL {url:?}: {err}")))?;
+        // Requests are small and latency-bound: Nagle's algorithm would hold
+        // a pipelined command back until the previous reply is acknowledged.
+        let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        redis::Client::open(info)
             .map_err(|err| crate::Error::Config(format!("Redis URL {url:?}: {err}")))
     }
 }
