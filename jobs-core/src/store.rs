@@ -370,7 +370,10 @@ impl Store {
             scripts::STATS
                 .key(self.keys.queue())
                 .key(self.keys.delayed())
+                .key(self.keys.status(JobStatus::Queued))
+                .key(self.keys.status(JobStatus::Running))
                 .arg(GROUP)
+                .arg(self.keys.prefix())
                 .invoke_async(&mut conn)
                 .await?;
         let oldest_waiting = (oldest_ms >= 0).then(|| {

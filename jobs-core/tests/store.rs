@@ -555,6 +555,12 @@ async fn queue_stats_count_waiting_running_and_delayed_jobs() {
     let stats = store.queue_stats().await.unwrap();
     assert_eq!((stats.waiting, stats.running, stats.delayed), (2, 0, 1));
 
+    // A job cancelled while queued no longer waits, though its entry stays
+    // until a worker reads past it.
+    let cancelled = submit(&store, NewJob::parse(1, 2, "sum", None).unwrap()).await;
+    store.cancel(&cancelled.jid).await.unwrap();
+    assert_eq!(store.queue_stats().await.unwrap().waiting, 2);
+
     // Once every waiting job is taken, nothing waits.
     queue.claim(10, Duration::from_millis(10)).await.unwrap();
     let stats = store.queue_stats().await.unwrap();
