@@ -9,19 +9,27 @@ use jobs_proto::{pb, status_filter};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::errors::status;
+use crate::{
+    errors::status,
+    observe::{self, Observer, TRACEPARENT},
+};
 
 /// The gRPC face of the store.
 #[derive(Debug, Clone)]
 pub(crate) struct JobsGrpc {
     store: Store,
+    observer: Observer,
     /// Ends watch streams when the server shuts down, so draining finishes.
     shutdown: CancellationToken,
 }
 
 impl JobsGrpc {
-    pub(crate) fn new(store: Store, shutdown: CancellationToken) -> Self {
-        Self { store, shutdown }
+    pub(crate) fn new(store: Store, observer: Observer, shutdown: CancellationToken) -> Self {
+        Self {
+            store,
+            observer,
+            shutdown,
+        }
     }
 }
 
@@ -33,9 +41,20 @@ impl pb::job_service_server::JobService for JobsGrpc {
         &self,
         request: Request<pb::CreateJobRequest>,
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
-        let new = NewJob::try_from(request.into_inner()).map_err(status)?;
+        let caller = request
+            .metadata()
+            .get(TRACEPARENT)
+            .map(|value| value.as_bytes().to_vec());
+        let mut new = NewJob::try_from(request.into_inner()).map_err(status)?;
+        if let Some(parent) = jobs_worker::telemetry::trace_parent_to_store(caller.as_deref()) {
+            new = new.with_trace_parent(parent);
+        }
         let created = self.store.create(&new).await.map_err(status)?;
         let job = created.job;
+        observe::record_jid(&job.jid);
+        if !created.replayed {
+            self.observer.created(&job.kind);
+        }
         tracing::debug!(jid = %job.jid, kind = %job.kind, replayed = created.replayed, "job created");
         Ok(Response::new(pb::CreateJobResponse {
             job: Some(job.into()),
@@ -102,7 +121,9 @@ impl pb::job_service_server::JobService for JobsGrpc {
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
         let jid = JobId::parse(&request.get_ref().jid).map_err(status)?;
+        observe::record_jid(&jid);
         let job = self.store.cancel(&jid).await.map_err(status)?;
+        self.observer.cancelled(&job.kind, job.status);
         tracing::info!(%jid, status = %job.status, "cancellation requested");
         Ok(Response::new(pb::CancelJobResponse {
             job: Some(job.into()),

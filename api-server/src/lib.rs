@@ -13,11 +13,14 @@
 //! - `rest`: the REST gateway (axum): the same calls over HTTP/JSON.
 //! - `errors`: the one place where store errors become gRPC statuses and
 //!   HTTP problem responses.
+//! - `observe`: a span and metrics per request (REST middleware, gRPC tower
+//!   layer), the API's job counts, and the text of `/metrics`.
 
 mod auth;
 mod data_grpc;
 mod errors;
 mod grpc;
+mod observe;
 mod rest;
 
 use std::net::SocketAddr;
@@ -27,7 +30,7 @@ use jobs_core::{Dataset, JobDefaults, RedisConfig, Retention, Store};
 use jobs_proto::pb::{
     data_service_server::DataServiceServer, job_service_server::JobServiceServer,
 };
-use jobs_worker::{Registry, WorkerConfig};
+use jobs_worker::{Registry, WorkerConfig, WorkerMetrics, telemetry::TracingConfig};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -87,6 +90,10 @@ pub struct Config {
     /// Settings of the in-process workers, used with --dev.
     #[command(flatten)]
     pub worker: WorkerConfig,
+
+    /// Span export.
+    #[command(flatten)]
+    pub tracing: TracingConfig,
 }
 
 /// Serves gRPC on `grpc` and the REST gateway on `http` until `shutdown` is
@@ -106,6 +113,7 @@ pub async fn run(
         .await
         .with_context(|| format!("Redis at {}", config.redis.url()))?;
 
+    let observer = observe::Observer::new(store.clone(), WorkerMetrics::new());
     let dev_worker = config.dev.then(|| {
         let (redis, worker, retention, shutdown) = (
             config.redis.clone(),
@@ -113,8 +121,18 @@ pub async fn run(
             config.retention,
             shutdown.clone(),
         );
+        // The in-process workers count into the API's own /metrics.
+        let metrics = observer.job_metrics();
         tokio::spawn(async move {
-            jobs_worker::run(&redis, &worker, retention, Registry::builtin(), shutdown).await
+            jobs_worker::run_with_metrics(
+                &redis,
+                &worker,
+                retention,
+                Registry::builtin(),
+                metrics,
+                shutdown,
+            )
+            .await
         })
     });
 
@@ -130,8 +148,12 @@ pub async fn run(
         .register_encoded_file_descriptor_set(jobs_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let jobs = JobServiceServer::new(grpc::JobsGrpc::new(store.clone(), shutdown.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let jobs = JobServiceServer::new(grpc::JobsGrpc::new(
+        store.clone(),
+        observer.clone(),
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let data = DataServiceServer::new(data_grpc::DataGrpc::new(
         dataset.clone(),
         config.http_data_body_limit,
@@ -139,7 +161,11 @@ pub async fn run(
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let rest = rest::router(
-        rest::AppState { store, dataset },
+        rest::AppState {
+            store,
+            dataset,
+            observer: observer.clone(),
+        },
         rest::BodyLimits {
             jobs: config.http_body_limit,
             data: config.http_data_body_limit,
@@ -151,6 +177,7 @@ pub async fn run(
     tracing::info!(addr = %http.local_addr()?, "REST gateway listening");
     let grpc_server = async {
         tonic::transport::Server::builder()
+            .layer(observe::GrpcLayer::new(observer))
             .add_service(health_service)
             .add_service(InterceptedService::new(reflection_v1, auth.clone()))
             .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))

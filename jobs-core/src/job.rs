@@ -4,7 +4,7 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use uuid::Uuid;
 
-use crate::{ValidationError, kinds};
+use crate::{TraceParent, ValidationError, kinds};
 
 /// A point in time, in UTC, with microsecond precision.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
@@ -150,6 +150,9 @@ pub struct Job {
     pub timeout: Duration,
     /// Every attempt so far, oldest first.
     pub history: Vec<Attempt>,
+    /// The trace context of the call that submitted it, if it sent one, so
+    /// the worker's spans join that trace.
+    pub trace_parent: Option<TraceParent>,
     /// Bumped by every change, so a watcher can drop stale events.
     pub(crate) version: u64,
     /// Its place in the creation order; the list's page token.
@@ -216,6 +219,7 @@ pub struct NewJob {
     max_attempts: Option<u32>,
     timeout: Option<Duration>,
     idempotency_key: Option<String>,
+    trace_parent: Option<TraceParent>,
 }
 
 impl NewJob {
@@ -267,6 +271,7 @@ impl NewJob {
             max_attempts: None,
             timeout: None,
             idempotency_key: None,
+            trace_parent: None,
         })
     }
 
@@ -315,6 +320,19 @@ impl NewJob {
         }
         self.idempotency_key = Some(key.to_owned());
         Ok(self)
+    }
+
+    /// Records the submitting call's trace context, to travel with the job.
+    /// It is not part of the submission: a repeat under the same idempotency
+    /// key from another trace is still the same job.
+    pub fn with_trace_parent(mut self, parent: TraceParent) -> Self {
+        self.trace_parent = Some(parent);
+        self
+    }
+
+    /// The submitting call's trace context, if any.
+    pub fn trace_parent(&self) -> Option<&TraceParent> {
+        self.trace_parent.as_ref()
     }
 
     /// The attempts asked for, if any.

@@ -16,6 +16,8 @@
 //! - [`Dataset`]: the dataset of JSON records (bulk load, list, search,
 //!   clear). Its module documents its keys.
 //! - [`RedisConfig`]: how every binary finds Redis and its key prefix.
+//! - [`TraceParent`]: the W3C trace context a job carries from its
+//!   submitter to its worker.
 
 mod config;
 mod data;
@@ -27,6 +29,7 @@ mod queue;
 mod record;
 mod scripts;
 mod store;
+mod trace;
 mod watch;
 
 pub use config::{JobDefaults, RedisConfig, Retention};
@@ -41,7 +44,10 @@ pub use job::{
 };
 pub use number::integer_text;
 pub use queue::{Claimed, Finished, Lease, LeaseAck, Outcome, Queue, QueueSettings, Recovered};
-pub use store::{Created, DEFAULT_PAGE_SIZE, JobOutcome, JobPage, ListQuery, MAX_PAGE_SIZE, Store};
+pub use store::{
+    Created, DEFAULT_PAGE_SIZE, JobOutcome, JobPage, ListQuery, MAX_PAGE_SIZE, QueueStats, Store,
+};
+pub use trace::{InvalidTraceParent, TraceParent};
 
 /// Result of a fallible jobs-core operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

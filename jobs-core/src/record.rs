@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::DateTime;
 
-use crate::{Error, Job, JobId, JobStatus, Params, Result, Timestamp};
+use crate::{Error, Job, JobId, JobStatus, Params, Result, Timestamp, TraceParent};
 
 /// Builds a job from a hash's fields, given as HGETALL's flat
 /// `field, value, field, value, ...` sequence.
@@ -93,6 +93,10 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
             u64::try_from(number("timeout_ms")?).unwrap_or_default(),
         ),
         history,
+        // Checked when stored; an unreadable one only costs the trace link.
+        trace_parent: fields
+            .get("traceparent")
+            .and_then(|text| TraceParent::parse(text).ok()),
         version: u64::try_from(number("version")?).unwrap_or(0),
         seq: u64::try_from(number("seq")?).unwrap_or(0),
         lease: fields

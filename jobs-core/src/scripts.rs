@@ -21,3 +21,4 @@ script!(CANCEL, "cancel.lua");
 script!(LIST, "list.lua");
 script!(RENEW, "renew.lua");
 script!(RECOVER, "recover.lua");
+script!(STATS, "stats.lua");

@@ -6,7 +6,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{prefix}:job:{jid}` | hash | the job: `jid`, `status`, `start`, `end`, `kind`, `params` (JSON object or empty), `create_time`, `start_time`, `end_time` (µs since the Unix epoch, Redis's clock; absent until known), `attempts`, `max_attempts`, `timeout_ms`, `error` (the latest), `progress` (0..1), `history` (JSON array, one object per attempt), `version` (bumped by every change), `seq` (creation order), `lease` (fencing token, bumped by every take), `lease_until` (ms; while RUNNING), `worker` (consumer that holds it), `cancel` (`1` once cancellation of a running job was requested). Expires after the retention once finished |
+//! | `{prefix}:job:{jid}` | hash | the job: `jid`, `status`, `start`, `end`, `kind`, `params` (JSON object or empty), `create_time`, `start_time`, `end_time` (µs since the Unix epoch, Redis's clock; absent until known), `attempts`, `max_attempts`, `timeout_ms`, `error` (the latest), `progress` (0..1), `history` (JSON array, one object per attempt), `version` (bumped by every change), `seq` (creation order), `lease` (fencing token, bumped by every take), `lease_until` (ms; while RUNNING), `worker` (consumer that holds it), `cancel` (`1` once cancellation of a running job was requested), `traceparent` (the submitting call's W3C trace context; absent when it sent none). Expires after the retention once finished |
 //! | `{prefix}:result:{jid}` | string | the result of a successful job, as JSON; expires after the result TTL |
 //! | `{prefix}:delayed` | sorted set | jids waiting out a retry backoff, scored by due time (ms); claims move due ones to the queue |
 //! | `{prefix}:expiry` | sorted set | finished jids scored by when their hash expires (ms), so recovery can drop them from the indexes |
@@ -254,6 +254,20 @@ pub struct JobOutcome {
     pub error: Option<String>,
 }
 
+/// How much work waits in the queue, at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Jobs queued that no worker has taken yet.
+    pub waiting: u64,
+    /// Jobs a worker has taken and not yet finished.
+    pub running: u64,
+    /// Jobs waiting out a retry backoff before they are queued again.
+    pub delayed: u64,
+    /// How long the oldest waiting job has waited since it was queued (or
+    /// queued again, for a retry); `None` when none waits.
+    pub oldest_waiting: Option<Duration>,
+}
+
 impl Store {
     /// Connects to the Redis of `config`.
     ///
@@ -332,6 +346,7 @@ impl Store {
             .arg(idempotency_key)
             .arg(self.defaults.idempotency_ttl_secs.saturating_mul(1000))
             .arg(self.keys.prefix())
+            .arg(new.trace_parent().map_or("", |parent| parent.as_str()))
             .invoke_async(&mut conn)
             .await?;
         match outcome.as_str() {
@@ -377,6 +392,31 @@ impl Store {
                 })
             }
         }
+    }
+
+    /// How much work waits: one read-only script call, for a metrics scrape
+    /// (never per job).
+    pub async fn queue_stats(&self) -> Result<QueueStats> {
+        let mut conn = self.conn.get().await?;
+        let (waiting, running, delayed, oldest_ms, now_ms): (u64, u64, u64, i64, i64) =
+            scripts::STATS
+                .key(self.keys.queue())
+                .key(self.keys.delayed())
+                .key(self.keys.status(JobStatus::Queued))
+                .key(self.keys.status(JobStatus::Running))
+                .arg(GROUP)
+                .arg(self.keys.prefix())
+                .invoke_async(&mut conn)
+                .await?;
+        let oldest_waiting = (oldest_ms >= 0).then(|| {
+            Duration::from_millis(u64::try_from(now_ms.saturating_sub(oldest_ms)).unwrap_or(0))
+        });
+        Ok(QueueStats {
+            waiting,
+            running,
+            delayed,
+            oldest_waiting,
+        })
     }
 
     /// The job with id `jid`.

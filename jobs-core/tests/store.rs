@@ -509,3 +509,82 @@ async fn finished_jobs_expire_and_leave_the_list() {
         redis.keys()
     );
 }
+
+#[tokio::test]
+async fn a_trace_parent_travels_with_the_job_to_its_worker() {
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    let parent =
+        jobs_core::TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .unwrap();
+    let traced = NewJob::parse(1, 2, "sum", None)
+        .unwrap()
+        .with_trace_parent(parent.clone());
+    let job = submit(&store, traced).await;
+    assert_eq!(job.trace_parent.as_ref(), Some(&parent));
+    let untraced = submit(&store, NewJob::parse(1, 2, "sum", None).unwrap()).await;
+    assert_eq!(untraced.trace_parent, None);
+    assert_eq!(
+        store.get(&job.jid).await.unwrap().trace_parent,
+        Some(parent.clone())
+    );
+
+    let claimed = queue.claim(10, Duration::from_millis(10)).await.unwrap();
+    let parents: Vec<_> = claimed
+        .iter()
+        .map(|claim| (claim.job.jid, claim.job.trace_parent.clone()))
+        .collect();
+    assert!(parents.contains(&(job.jid, Some(parent))), "{parents:?}");
+    assert!(parents.contains(&(untraced.jid, None)), "{parents:?}");
+}
+
+#[tokio::test]
+async fn queue_stats_count_waiting_running_and_delayed_jobs() {
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    // Before anything was queued (no stream yet).
+    let empty = store.queue_stats().await.unwrap();
+    assert_eq!(empty, jobs_core::QueueStats::default());
+
+    for _ in 0..3 {
+        submit(&store, NewJob::parse(1, 2, "sum", None).unwrap()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.running, stats.delayed), (3, 0, 0));
+    let age = stats.oldest_waiting.unwrap();
+    assert!(
+        age >= Duration::from_millis(15) && age < Duration::from_secs(5),
+        "{age:?}"
+    );
+
+    let lease = take_one(&queue).await;
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.running), (2, 1));
+
+    // A failed attempt waits out its backoff in `delayed`.
+    queue
+        .finish(&[Finished {
+            lease,
+            outcome: Outcome::Failed {
+                error: "boom".into(),
+                retry_in: Duration::from_secs(60),
+            },
+        }])
+        .await
+        .unwrap();
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.running, stats.delayed), (2, 0, 1));
+
+    // A job cancelled while queued no longer waits, though its entry stays
+    // until a worker reads past it.
+    let cancelled = submit(&store, NewJob::parse(1, 2, "sum", None).unwrap()).await;
+    store.cancel(&cancelled.jid).await.unwrap();
+    assert_eq!(store.queue_stats().await.unwrap().waiting, 2);
+
+    // Once every waiting job is taken, nothing waits.
+    queue.claim(10, Duration::from_millis(10)).await.unwrap();
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.running), (0, 2));
+    assert_eq!(stats.oldest_waiting, None);
+}

@@ -191,3 +191,59 @@ pub fn free_port() -> u16 {
         .map(|addr| addr.port())
         .expect("find a free port")
 }
+
+/// Reading a metrics scrape (Prometheus or OpenMetrics text) in tests.
+pub mod metrics {
+    use std::collections::BTreeMap;
+
+    /// Every sample of one scrape, by series: the metric name with its
+    /// labels exactly as printed, e.g. `jobs_created_total{kind="sum"}`.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct Scrape(BTreeMap<String, f64>);
+
+    impl Scrape {
+        /// Parses the text of a scrape. Panics on a sample line it cannot
+        /// read: a test should fail on a malformed exposition.
+        pub fn parse(text: &str) -> Self {
+            let mut samples = BTreeMap::new();
+            for line in text.lines() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (series, value) = line
+                    .rsplit_once(' ')
+                    .unwrap_or_else(|| panic!("not a sample line: {line:?}"));
+                let value: f64 = match value {
+                    "+Inf" => f64::INFINITY,
+                    "-Inf" => f64::NEG_INFINITY,
+                    other => other
+                        .parse()
+                        .unwrap_or_else(|_| panic!("not a sample value: {line:?}")),
+                };
+                samples.insert(series.to_owned(), value);
+            }
+            Self(samples)
+        }
+
+        /// The value of `series`; 0 when the scrape lacks it (a counter
+        /// not yet incremented).
+        pub fn value(&self, series: &str) -> f64 {
+            self.0.get(series).copied().unwrap_or(0.0)
+        }
+
+        /// Whether any sample belongs to the metric `name` (any labels,
+        /// any suffix such as `_total` or `_bucket`).
+        pub fn has_metric(&self, name: &str) -> bool {
+            self.0.keys().any(|series| series.starts_with(name))
+        }
+
+        /// The samples whose series starts with `prefix`.
+        pub fn matching<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, f64)> {
+            self.0
+                .iter()
+                .filter(move |(series, _)| series.starts_with(prefix))
+                .map(|(series, value)| (series.as_str(), *value))
+        }
+    }
+}

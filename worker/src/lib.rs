@@ -3,23 +3,32 @@
 //!
 //! # Layout
 //!
-//! - [`WorkerConfig`] and [`run`]: what the binary (and `jobs-api --dev`)
-//!   calls; the caller owns the shutdown token.
+//! - [`WorkerConfig`] and [`run`]: what `jobs-api --dev` and tests call;
+//!   the caller owns the shutdown token. [`serve`] is the binary's: the same
+//!   with a metrics endpoint on a listener the caller bound.
 //! - `runner`: the claim loop, the per-job tasks, the batched recording of
 //!   outcomes, and the cancellation listener.
 //! - [`handlers`]: the [`Registry`] of handlers, one file per job kind.
-//! - [`process`]: what every binary does at its edge: logging and signals.
+//! - [`metrics`]: [`WorkerMetrics`], what a worker counts, and the tiny HTTP
+//!   server of `GET /metrics`.
+//! - [`telemetry`]: tracing for every binary (log, optional OTLP export) and
+//!   the W3C trace context that links a job's attempts to its submitter.
+//! - [`process`]: what every binary does at its edge: signals.
 
 pub mod handlers;
+pub mod metrics;
 pub mod process;
 mod runner;
+pub mod telemetry;
 
 use std::{num::NonZeroUsize, time::Duration};
 
 use jobs_core::{Queue, QueueSettings, RedisConfig, Retention};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use handlers::{Handler, JobContext, JobFailure, Registry};
+pub use metrics::{MetricsAddr, WorkerMetrics};
 
 /// How a worker runs.
 #[derive(Debug, Clone, clap::Args)]
@@ -97,6 +106,28 @@ pub async fn run(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> Result<(), jobs_core::Error> {
+    run_with_metrics(
+        redis,
+        config,
+        retention,
+        registry,
+        WorkerMetrics::new(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] without the endpoint: counts into `metrics`, which the caller
+/// registered where it serves metrics (`jobs-api --dev` adds them to its own
+/// `/metrics`).
+pub async fn run_with_metrics(
+    redis: &RedisConfig,
+    config: &WorkerConfig,
+    retention: Retention,
+    registry: Registry,
+    metrics: WorkerMetrics,
+    shutdown: CancellationToken,
+) -> Result<(), jobs_core::Error> {
     let name = config.name.clone().unwrap_or_else(default_name);
     let settings = QueueSettings {
         lease: Duration::from_millis(config.lease_ms),
@@ -124,9 +155,42 @@ pub async fn run(
         lease_ms = config.lease_ms,
         "worker started"
     );
-    runner::Runner::new(queue, registry, config)
+    runner::Runner::new(queue, registry, config, metrics)
         .run(shutdown)
         .await;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// What the `jobs-worker` binary runs: [`run`], and, given a listener,
+/// `GET /metrics` on it until the worker has stopped (so a last scrape sees
+/// the jobs it finished while draining).
+pub async fn serve(
+    redis: &RedisConfig,
+    config: &WorkerConfig,
+    retention: Retention,
+    registry: Registry,
+    metrics_listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<(), jobs_core::Error> {
+    let metrics = WorkerMetrics::new();
+    let stop_endpoint = CancellationToken::new();
+    let endpoint = metrics_listener.map(|listener| {
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving metrics on /metrics");
+        }
+        tokio::spawn(metrics::serve(listener, registry, stop_endpoint.clone()))
+    });
+    let ran = run_with_metrics(redis, config, retention, registry, metrics, shutdown).await;
+    stop_endpoint.cancel();
+    if let Some(endpoint) = endpoint {
+        match endpoint.await {
+            Ok(Err(err)) => tracing::warn!(%err, "the metrics endpoint failed"),
+            Err(err) => tracing::warn!(%err, "the metrics endpoint panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
+    ran
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use jobs_core::{RedisConfig, Retention};
-use jobs_worker::{Registry, WorkerConfig, process};
+use jobs_worker::{MetricsAddr, Registry, WorkerConfig, process, telemetry};
 
 /// Takes jobs off the Jobs queue in Redis, runs them and records their
 /// status and results. Run as many as you like; each job runs on one.
@@ -16,20 +16,38 @@ struct Args {
     worker: WorkerConfig,
     #[command(flatten)]
     retention: Retention,
+    /// Where to serve metrics (`GET /metrics`, Prometheus text), or `off`.
+    /// Port 0 picks a free port (logged). Workers sharing a host need an
+    /// address each.
+    #[arg(long, env = "JOBS_WORKER_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    metrics_addr: MetricsAddr,
+    #[command(flatten)]
+    tracing: telemetry::TracingConfig,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    process::init_tracing();
+    let tracing = telemetry::init(&args.tracing, "jobs-worker")?;
+    let metrics = match args.metrics_addr {
+        MetricsAddr::Off => None,
+        MetricsAddr::At(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics address {addr} (JOBS_WORKER_METRICS_ADDR; `off` turns it off)"))?,
+        ),
+    };
     let shutdown = process::shutdown_on_signals();
-    jobs_worker::run(
+    let ran = jobs_worker::serve(
         &args.redis,
         &args.worker,
         args.retention,
         Registry::builtin(),
+        metrics,
         shutdown,
     )
     .await
-    .with_context(|| format!("worker against {}", args.redis.url()))
+    .with_context(|| format!("worker against {}", args.redis.url()));
+    tracing.shutdown().await;
+    ran
 }

@@ -1,21 +1,7 @@
-//! What every Jobs binary does at its edge: install logging, turn signals
-//! into one shutdown token.
+//! What every Jobs binary does at its edge: turn signals into one shutdown
+//! token. (Logging and span export: [`crate::telemetry`].)
 
 use tokio_util::sync::CancellationToken;
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
-}
 
 /// A token cancelled on the first SIGINT (Ctrl-C) or SIGTERM.
 pub fn shutdown_on_signals() -> CancellationToken {

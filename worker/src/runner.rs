@@ -32,6 +32,8 @@ use tracing::Instrument;
 use crate::{
     WorkerConfig,
     handlers::{JobContext, Registry},
+    metrics::WorkerMetrics,
+    telemetry,
 };
 
 /// The most jobs claimed, or outcomes recorded, in one round trip.
@@ -108,10 +110,16 @@ pub(crate) struct Runner {
     running: Running,
     grace: Duration,
     retry: RetryPolicy,
+    metrics: WorkerMetrics,
 }
 
 impl Runner {
-    pub(crate) fn new(queue: Queue, registry: Registry, config: &WorkerConfig) -> Self {
+    pub(crate) fn new(
+        queue: Queue,
+        registry: Registry,
+        config: &WorkerConfig,
+        metrics: WorkerMetrics,
+    ) -> Self {
         Self {
             queue,
             registry,
@@ -122,6 +130,7 @@ impl Runner {
                 base: Duration::from_millis(config.retry_backoff_ms),
                 max: Duration::from_millis(config.retry_backoff_max_ms),
             },
+            metrics,
         }
     }
 
@@ -129,7 +138,11 @@ impl Runner {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         // Stops the helpers once every job has been recorded.
         let finished = CancellationToken::new();
-        let recorder = tokio::spawn(record_outcomes(self.queue.clone(), done_rx));
+        let recorder = tokio::spawn(record_outcomes(
+            self.queue.clone(),
+            done_rx,
+            self.metrics.clone(),
+        ));
         let helpers = [
             tokio::spawn(stop_cancelled_jobs(
                 self.queue.clone(),
@@ -141,7 +154,11 @@ impl Runner {
                 self.running.clone(),
                 finished.clone(),
             )),
-            tokio::spawn(recover_lapsed(self.queue.clone(), shutdown.clone())),
+            tokio::spawn(recover_lapsed(
+                self.queue.clone(),
+                shutdown.clone(),
+                self.metrics.clone(),
+            )),
         ];
         let mut jobs = JoinSet::new();
         let mut backoff = Backoff::default();
@@ -224,11 +241,19 @@ impl Runner {
         let running = self.running.clone();
         let queue = self.queue.clone();
         let retry = self.retry;
-        let span =
-            tracing::info_span!("job", jid = %job.jid, kind = %job.kind, attempt = lease.attempt());
+        let span = tracing::info_span!("job", jid = %job.jid, kind = %job.kind, attempt = lease.attempt(), trace_id = tracing::field::Empty);
+        // The attempt joins the trace of the call that submitted the job.
+        if let Some(parent) = &job.trace_parent {
+            span.record("trace_id", parent.trace_id());
+            telemetry::set_parent(&span, parent);
+        }
+        let counts = self.metrics.kind(&job.kind);
+        counts.attempts.inc();
         async move {
             let _slot = slot;
             let (jid, timeout) = (job.jid, job.timeout);
+            let last_attempt = lease.attempt() >= job.max_attempts;
+            let started = std::time::Instant::now();
             let attempt = Arc::new(Attempt::new(lease.clone()));
             lock(&running).insert(jid, attempt.clone());
             let ended = match handler {
@@ -255,6 +280,7 @@ impl Runner {
                 }
             };
             lock(&running).remove(&jid);
+            counts.observe_run(started.elapsed());
             // A handler that gave up because it was told to stop did not fail.
             let ended = match ended {
                 Ended::Failed(_) | Ended::Refused(_) if attempt.stopped().is_some() => Ended::Stopped,
@@ -263,25 +289,31 @@ impl Runner {
             let outcome = match ended {
                 Ended::Succeeded(result) => {
                     tracing::debug!("succeeded");
+                    counts.success.inc();
                     Outcome::Success(result)
                 }
                 Ended::Failed(error) => {
                     let retry_in = retry.delay(lease.attempt());
                     tracing::info!(%error, "attempt failed");
+                    // finish.lua retries while attempts remain, as counted here.
+                    if last_attempt { &counts.error } else { &counts.retries }.inc();
                     Outcome::Failed { error, retry_in }
                 }
                 Ended::Refused(error) => {
                     tracing::info!(%error, "failed for good");
+                    counts.error.inc();
                     Outcome::Error(error)
                 }
                 Ended::Stopped => match attempt.stopped() {
                     Some(Stop::Released) => Outcome::Released("handed back: worker shutting down".to_owned()),
                     Some(Stop::Lost) => {
                         tracing::warn!("lease lost: stopped, nothing recorded");
+                        counts.leases_lost.inc();
                         return;
                     }
                     Some(Stop::Cancelled) | None => {
                         tracing::info!("cancelled");
+                        counts.cancelled.inc();
                         Outcome::Cancelled(CANCELLED.to_owned())
                     }
                 },
@@ -320,7 +352,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Writes outcomes in batches of whatever has piled up, until every sender
 /// is gone. An outcome is retried while Redis is unavailable: it is never
 /// dropped for a passing outage.
-async fn record_outcomes(queue: Queue, mut done: mpsc::UnboundedReceiver<Finished>) {
+async fn record_outcomes(
+    queue: Queue,
+    mut done: mpsc::UnboundedReceiver<Finished>,
+    metrics: WorkerMetrics,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut backoff = Backoff::default();
     while done.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -330,6 +366,7 @@ async fn record_outcomes(queue: Queue, mut done: mpsc::UnboundedReceiver<Finishe
                     backoff.reset();
                     for (finished, recorded) in batch.iter().zip(recorded) {
                         if !recorded {
+                            metrics.refused(1);
                             tracing::warn!(
                                 jid = %finished.lease.jid(),
                                 attempt = finished.lease.attempt(),
@@ -388,7 +425,7 @@ async fn renew_leases(queue: Queue, running: Running, finished: CancellationToke
 
 /// Gives back the jobs of dead workers, twice per lease period, with jitter
 /// so that workers started together do not all scan at once.
-async fn recover_lapsed(queue: Queue, shutdown: CancellationToken) {
+async fn recover_lapsed(queue: Queue, shutdown: CancellationToken, metrics: WorkerMetrics) {
     let period = queue.settings().lease / 2;
     loop {
         let jitter = period.mul_f64(fastrand::f64() * 0.5);
@@ -397,12 +434,15 @@ async fn recover_lapsed(queue: Queue, shutdown: CancellationToken) {
             () = tokio::time::sleep(period / 2 + jitter) => {}
         }
         match queue.recover().await {
-            Ok(recovered) if recovered != jobs_core::Recovered::default() => tracing::info!(
-                requeued = recovered.requeued,
-                failed = recovered.failed,
-                forgotten = recovered.forgotten,
-                "recovered jobs of workers that stopped renewing their leases"
-            ),
+            Ok(recovered) if recovered != jobs_core::Recovered::default() => {
+                metrics.reclaimed(recovered);
+                tracing::info!(
+                    requeued = recovered.requeued,
+                    failed = recovered.failed,
+                    forgotten = recovered.forgotten,
+                    "recovered jobs of workers that stopped renewing their leases"
+                );
+            }
             Ok(_) => {}
             Err(err) => tracing::warn!(%err, "cannot recover lapsed leases"),
         }

@@ -27,6 +27,8 @@ impl Worker {
             .env("REDIS_URL", redis.url())
             .env("JOBS_KEY_PREFIX", redis.prefix())
             .env("JOBS_WORKER_NAME", name)
+            // Several run at once: no fixed metrics port to fight over.
+            .env("JOBS_WORKER_METRICS_ADDR", "off")
             .env("RUST_LOG", "jobs_worker=debug,jobs_core=info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());

@@ -81,6 +81,7 @@ async fn the_worker_binary_runs_queued_jobs_and_exits_cleanly_on_sigterm() {
         .env("REDIS_URL", redis.url())
         .env("JOBS_KEY_PREFIX", redis.prefix())
         .env("JOBS_WORKER_CONCURRENCY", "2")
+        .env("JOBS_WORKER_METRICS_ADDR", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -20,7 +20,10 @@ use super::{
     extract::{Json, Object, Path, Query},
     next_link, page_limit,
 };
-use crate::errors::problem;
+use crate::{
+    errors::problem,
+    observe::{TRACEPARENT, record_jid},
+};
 
 /// A job's status as the classic contract writes it.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -371,8 +374,16 @@ pub(crate) async fn create(
         })?;
         new = new.with_idempotency_key(key).map_err(problem)?;
     }
+    let caller = headers.get(TRACEPARENT).map(|value| value.as_bytes());
+    if let Some(parent) = jobs_worker::telemetry::trace_parent_to_store(caller) {
+        new = new.with_trace_parent(parent);
+    }
     let created = state.store.create(&new).await.map_err(problem)?;
     let job = created.job;
+    record_jid(&job.jid);
+    if !created.replayed {
+        state.observer.created(&job.kind);
+    }
     tracing::debug!(jid = %job.jid, kind = %job.kind, replayed = created.replayed, "job created");
     let location = HeaderValue::try_from(format!("/jobs/{}", job.jid))
         .map_err(|_| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "bad job id"))?;
@@ -462,7 +473,9 @@ pub(crate) async fn cancel(
     Path(param): Path<JidParam>,
 ) -> Result<axum::Json<JobJson>, Problem> {
     let jid = parse_jid(&param.jid)?;
+    record_jid(&jid);
     let job = state.store.cancel(&jid).await.map_err(problem)?;
+    state.observer.cancelled(&job.kind, job.status);
     tracing::info!(%jid, status = %job.status, "cancellation requested");
     Ok(axum::Json(job.into()))
 }

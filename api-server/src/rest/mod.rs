@@ -39,6 +39,7 @@ const TAG_OPS: &str = "operations";
 pub(crate) struct AppState {
     pub(crate) store: Store,
     pub(crate) dataset: Dataset,
+    pub(crate) observer: crate::observe::Observer,
 }
 
 /// The largest request bodies, in bytes.
@@ -69,7 +70,7 @@ struct OpenApiJson(Bytes);
     tags(
         (name = "jobs", description = "Submit, inspect, list and cancel jobs"),
         (name = "data", description = "The dataset: load, list, search, read and clear records"),
-        (name = "operations", description = "Liveness, readiness and this document"),
+        (name = "operations", description = "Liveness, readiness, metrics and this document"),
     )
 )]
 struct ApiDoc;
@@ -88,7 +89,8 @@ fn api(limits: BodyLimits) -> OpenApiRouter<AppState> {
     let ops = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(ops::openapi));
+        .routes(routes!(ops::openapi))
+        .routes(routes!(ops::metrics));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(jobs)
         .merge(data)
@@ -104,6 +106,7 @@ pub(crate) fn router(
     let (router, mut document) = api(limits).split_for_parts();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let document = OpenApiJson(Bytes::from(document.to_json()?));
+    let observer = state.observer.clone();
     Ok(router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -112,18 +115,24 @@ pub(crate) fn router(
             let auth = auth.clone();
             require_token(auth, request, next)
         }))
+        // Outermost, so refused and unmatched requests are counted too.
+        .layer(axum::middleware::from_fn(move |request, next| {
+            crate::observe::observe_http(observer.clone(), request, next)
+        }))
         .with_state(state))
 }
 
-/// With a token configured, every route but the probes needs
-/// `authorization: Bearer <token>`.
+/// With a token configured, every route but the probes and `/metrics` needs
+/// `authorization: Bearer <token>`. Scrapers often cannot send a token, and
+/// the metrics hold counts, never job data; keep the port private if even
+/// those must not leak.
 async fn require_token(
     auth: crate::auth::BearerToken,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
+    let probe = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
     let header = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -208,6 +217,7 @@ mod tests {
             "/healthz",
             "/readyz",
             "/openapi.json",
+            "/metrics",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }

@@ -1,4 +1,4 @@
-//! Operations routes: liveness, readiness and the OpenAPI document.
+//! Operations routes: liveness, readiness, metrics and the OpenAPI document.
 
 use axum::{
     Extension,
@@ -40,6 +40,33 @@ pub(crate) async fn healthz() -> axum::Json<Health> {
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Problem> {
     state.store.ping().await.map_err(problem)?;
     Ok(axum::Json(Health { status: "ready" }))
+}
+
+/// Metrics, for Prometheus: requests by route and RPC, jobs created and
+/// finished, and the queue's depth read from Redis now. No token needed.
+#[utoipa::path(
+    get, path = "/metrics", operation_id = "metrics", tag = TAG_OPS,
+    responses(
+        (status = 200, description = "Every series, in the OpenMetrics text form of the Prometheus exposition format", body = String,
+         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    )
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    match state.observer.render().await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(jobs_worker::metrics::CONTENT_TYPE),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => Problem::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "the metrics could not be rendered",
+        )
+        .into_response(),
+    }
 }
 
 /// This document: OpenAPI 3.1, generated from the code.

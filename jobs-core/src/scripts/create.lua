@@ -17,6 +17,8 @@
 -- ARGV[8]  idempotency key, or "" for none
 -- ARGV[9]  how long an idempotency key is remembered, in milliseconds
 -- ARGV[10] key prefix
+-- ARGV[11] the submitter's W3C traceparent, or "" for none; not part of the
+--          idempotency fingerprint (a retry may come from another trace)
 --
 -- Returns {outcome, values}: "created" with {create_time, seq} (the caller
 -- knows the rest), "existing" with {field, value, ...} of the job first
@@ -54,6 +56,9 @@ redis.call('HSET', KEYS[1],
   'kind', ARGV[4], 'params', ARGV[5], 'create_time', now,
   'attempts', 0, 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7],
   'lease', 0, 'progress', 0, 'version', 1, 'seq', seq)
+if ARGV[11] ~= '' then
+  redis.call('HSET', KEYS[1], 'traceparent', ARGV[11])
+end
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 redis.call('ZADD', KEYS[5], seq, ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'jid', ARGV[1])

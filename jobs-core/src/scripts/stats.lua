@@ -1,0 +1,56 @@
+-- stats.lua: how much work waits, for metrics; read-only, one call per scrape.
+--
+-- KEYS[1]  queue stream          {prefix}:queue
+-- KEYS[2]  retries waiting       {prefix}:delayed (zset, score = due time in ms)
+-- KEYS[3]  index of QUEUED jobs  {prefix}:status:QUEUED (zset, score = seq)
+-- KEYS[4]  index of RUNNING jobs {prefix}:status:RUNNING (zset, score = seq)
+-- ARGV[1]  consumer group name
+-- ARGV[2]  key prefix
+--
+-- Returns {waiting, running, delayed, oldest_ms, now_ms}:
+--   waiting    QUEUED jobs not waiting out a retry backoff
+--   running    RUNNING jobs
+--   delayed    jobs waiting out a retry backoff (QUEUED too)
+--   oldest_ms  when the oldest entry no worker has read yet was queued (its
+--              stream id's time, ms on Redis's clock), or -1 when none
+--              waits; entries of jobs cancelled while queued are passed over
+--              (up to SCAN of them: a worker drops them when it reads them)
+--   now_ms     Redis's clock, ms
+
+local SCAN = 20
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local delayed = redis.call('ZCARD', KEYS[2])
+local waiting = redis.call('ZCARD', KEYS[3]) - delayed
+if waiting < 0 then
+  waiting = 0
+end
+local running = redis.call('ZCARD', KEYS[4])
+
+local oldest = -1
+if waiting > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  local last = nil
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local info = {}
+    for i = 1, #group, 2 do
+      info[group[i]] = group[i + 1]
+    end
+    if info['name'] == ARGV[1] then
+      last = info['last-delivered-id']
+    end
+  end
+  -- Without the group (no worker has started yet) every entry waits.
+  local from = '-'
+  if last then
+    from = '(' .. last
+  end
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', SCAN)) do
+    local jid = entry[2][2]
+    if redis.call('HGET', ARGV[2] .. ':job:' .. jid, 'status') == 'QUEUED' then
+      oldest = tonumber(string.match(entry[1], '^(%d+)'))
+      break
+    end
+  end
+end
+
+return {waiting, running, delayed, oldest, now_ms}

@@ -1,0 +1,177 @@
+//! Tracing for every binary: the log subscriber, the optional OTLP export of
+//! spans, and the W3C trace context that links a job's spans to the call
+//! that submitted it.
+//!
+//! Without `--otlp-endpoint` only the log subscriber runs: no OpenTelemetry
+//! layer, no exporter, and the helpers below cost a failed downcast. The
+//! trace context still travels then (the API stores the caller's
+//! `traceparent` as it came), and the worker logs its trace id.
+
+use jobs_core::TraceParent;
+use opentelemetry::{
+    Context,
+    trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider,
+    },
+};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+/// Where spans go besides the log.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TracingConfig {
+    /// Export spans over OTLP/gRPC to this collector (for example
+    /// `http://localhost:4317`). Unset: spans only shape the log, and no
+    /// OpenTelemetry code runs.
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+/// Why tracing could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built (a malformed endpoint, say).
+    #[error("cannot export spans to {endpoint}: {source}")]
+    Exporter {
+        /// The endpoint given.
+        endpoint: String,
+        /// What the exporter said.
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// Another global subscriber was installed first.
+    #[error("cannot install the tracing subscriber: {0}")]
+    Install(#[from] tracing_subscriber::util::TryInitError),
+}
+
+/// Keeps span export running. Call [`shutdown`](Self::shutdown) before the
+/// process exits so the last spans are sent.
+#[derive(Debug)]
+#[must_use = "dropping the guard without shutdown loses the spans not yet sent"]
+pub struct TracingGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TracingGuard {
+    /// Sends the spans not yet exported and stops the exporter.
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            // Shutting down waits for the export task on the runtime: do it
+            // off the runtime's own threads.
+            let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            if let Ok(Err(err)) = done {
+                tracing::warn!(%err, "could not flush spans to the OTLP collector");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber: logs to stderr filtered by `RUST_LOG`
+/// (default `info`), and with an OTLP endpoint, spans exported there as
+/// service `service`. Call it inside the Tokio runtime.
+pub fn init(config: &TracingConfig, service: &'static str) -> Result<TracingGuard, TelemetryError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        );
+    let Some(endpoint) = config.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) else {
+        tracing_subscriber::registry()
+            .with(log.with_filter(filter))
+            .try_init()?;
+        return Ok(TracingGuard { provider: None });
+    };
+    let provider = otlp_provider(endpoint, service)?;
+    let spans = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+    tracing_subscriber::registry()
+        .with(spans.and_then(log).with_filter(filter))
+        .try_init()?;
+    tracing::info!(endpoint, "exporting spans over OTLP");
+    Ok(TracingGuard {
+        provider: Some(provider),
+    })
+}
+
+fn otlp_provider(
+    endpoint: &str,
+    service: &'static str,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|source| TelemetryError::Exporter {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
+    // The batch processor's default thread cannot drive tonic (it needs the
+    // Tokio reactor): export from a task on the runtime instead.
+    let processor =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .build(),
+        )
+        .build())
+}
+
+/// Makes `span` a child of the remote span `parent` names, so it joins that
+/// trace when spans are exported. Call it before the span is first entered.
+/// Without the OpenTelemetry layer it does nothing.
+pub fn set_parent(span: &tracing::Span, parent: &TraceParent) {
+    // Both ids were checked when the TraceParent was parsed.
+    let (Ok(trace_id), Ok(span_id)) = (
+        TraceId::from_hex(parent.trace_id()),
+        SpanId::from_hex(parent.parent_id()),
+    ) else {
+        return;
+    };
+    let flags = if parent.sampled() {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    let remote = SpanContext::new(trace_id, span_id, flags, true, TraceState::default());
+    let _ = span.set_parent(Context::new().with_remote_span_context(remote));
+}
+
+/// The trace context to hand on from inside `span`: its own, when spans are
+/// exported (so what follows is its child); `None` without the
+/// OpenTelemetry layer.
+pub fn trace_parent_of(span: &tracing::Span) -> Option<TraceParent> {
+    let context = span.context();
+    let span = context.span();
+    let ids = span.span_context();
+    if !ids.is_valid() {
+        return None;
+    }
+    TraceParent::parse(&format!(
+        "00-{}-{}-{:02x}",
+        ids.trace_id(),
+        ids.span_id(),
+        ids.trace_flags().to_u8()
+    ))
+    .ok()
+}
+
+/// What a server stores with a job created in the current request: the
+/// request span's own context when spans are exported, else the caller's
+/// `traceparent` header as it came (if it is one).
+pub fn trace_parent_to_store(header: Option<&[u8]>) -> Option<TraceParent> {
+    trace_parent_of(&tracing::Span::current()).or_else(|| {
+        header
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .and_then(|text| TraceParent::parse(text).ok())
+    })
+}
