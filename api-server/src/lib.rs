@@ -34,10 +34,7 @@ use jobs_worker::{Registry, WorkerConfig, WorkerMetrics, telemetry::TracingConfi
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-
-/// The job service's name, as health checks ask for it.
-const JOB_SERVICE: &str = "jobs.v1.JobService";
+use tonic::{server::NamedService, service::interceptor::InterceptedService};
 
 /// The largest gRPC message the server accepts.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -137,7 +134,11 @@ pub async fn run(
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    tokio::spawn(report_health(store.clone(), health, shutdown.clone()));
+    // Known before the first call is served, so a probe never sees a
+    // service as unknown.
+    let up = store.ping().await.is_ok();
+    set_health(&health, up).await;
+    tokio::spawn(report_health(store.clone(), health, up, shutdown.clone()));
     let auth = auth::BearerToken::new(config.api_token.clone());
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(jobs_proto::FILE_DESCRIPTOR_SET)
@@ -202,31 +203,45 @@ pub async fn run(
     Ok(())
 }
 
+/// The services whose health is reported: the server as a whole ("") and
+/// each Jobs service.
+const HEALTH_SERVICES: [&str; 3] = [
+    "",
+    <JobServiceServer<grpc::JobsGrpc> as NamedService>::NAME,
+    <DataServiceServer<data_grpc::DataGrpc> as NamedService>::NAME,
+];
+
+/// Sets every reported service's health from whether Redis answers.
+async fn set_health(health: &tonic_health::server::HealthReporter, up: bool) {
+    let status = if up {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tracing::warn!("Redis does not answer: reporting NOT_SERVING");
+        tonic_health::ServingStatus::NotServing
+    };
+    for service in HEALTH_SERVICES {
+        health.set_service_status(service, status).await;
+    }
+}
+
 /// Keeps the gRPC health status in step with Redis: NOT_SERVING while Redis
-/// does not answer, so orchestrators route around the outage.
+/// does not answer, so orchestrators route around the outage. `serving` is
+/// the status already reported.
 async fn report_health(
     store: Store,
     health: tonic_health::server::HealthReporter,
+    mut serving: bool,
     shutdown: CancellationToken,
 ) {
-    let mut serving = None;
     loop {
-        let up = store.ping().await.is_ok();
-        if serving != Some(up) {
-            let status = if up {
-                tonic_health::ServingStatus::Serving
-            } else {
-                tracing::warn!("Redis does not answer: reporting NOT_SERVING");
-                tonic_health::ServingStatus::NotServing
-            };
-            for service in ["", JOB_SERVICE] {
-                health.set_service_status(service, status).await;
-            }
-            serving = Some(up);
-        }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        let up = store.ping().await.is_ok();
+        if serving != up {
+            set_health(&health, up).await;
+            serving = up;
         }
     }
 }

@@ -127,7 +127,7 @@ async fn reflection_v1alpha_answers_for_older_grpcurl() {
 async fn health_reports_serving_for_the_server_and_the_job_service() {
     let app = TestApp::start().await;
     let mut health = HealthClient::new(app.channel.clone());
-    for service in ["", "jobs.v1.JobService"] {
+    for service in ["", "jobs.v1.JobService", "jobs.v1.DataService"] {
         let reply = health
             .check(HealthCheckRequest {
                 service: service.into(),

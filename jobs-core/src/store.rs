@@ -387,6 +387,7 @@ impl Store {
                         version: 1,
                         seq: parsed(&seq).unwrap_or_default(),
                         lease: 0,
+                        trace_parent: new.trace_parent().cloned(),
                     },
                     replayed: false,
                 })
