@@ -14,11 +14,13 @@ pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  ok
   1  the job failed or was cancelled (submit --wait, watch, result), or another failure
+     (a bad request, a missing or wrong token)
   2  usage: a bad command line
   3  not found: no job with that id
   4  server unreachable or unavailable (also when its Redis is down)
 
-The server is JOBS_SERVER or --server (default http://127.0.0.1:50051).
+The server is JOBS_SERVER or --server (default http://127.0.0.1:50051); a
+server started with a token wants it in JOBS_API_TOKEN or --token.
 Colour only on a terminal, never when NO_COLOR is set.";
 
 /// Command-line client of the Jobs service: submit long-running work, follow
@@ -34,6 +36,12 @@ pub struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     pub(crate) server: String,
+
+    /// The bearer token the server requires (the server's JOBS_API_TOKEN),
+    /// sent with every call. Prefer the environment variable: a flag's value
+    /// shows in the process list.
+    #[arg(long, global = true, env = "JOBS_API_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 
     /// How to print results: text for people, or json (one document; one
     /// line per update for `watch`).

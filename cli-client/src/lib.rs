@@ -11,8 +11,10 @@
 //!   the answer to the printer.
 //! - `follow`: following a job through `WatchJob`, and the progress bar.
 //! - `output`: text and JSON rendering, and the only writes to stdout.
+//! - `auth`: the bearer token, added to every call by an interceptor.
 //! - `errors`: the one mapping from a failure to its exit code and message.
 
+mod auth;
 mod cli;
 mod commands;
 mod errors;

@@ -57,6 +57,17 @@ async fn server_with(flags: &[&str]) -> Server {
 }
 
 async fn jobs(server: &str, args: &[&str]) -> Output {
+    jobs_with(server, args, &[], None).await
+}
+
+/// `jobs` with more environment variables, and `stdin` as its input.
+async fn jobs_with(
+    server: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> Output {
+    use std::io::Write;
     let mut command = Command::new(env!("CARGO_BIN_EXE_jobs"));
     command
         .arg("--server")
@@ -65,10 +76,27 @@ async fn jobs(server: &str, args: &[&str]) -> Output {
         // Colour would be off anyway (stdout is a pipe); this keeps a
         // developer's environment from mattering at all.
         .env_remove("NO_COLOR")
-        .env_remove("JOBS_SERVER");
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
+        .env_remove("JOBS_SERVER")
+        .env_remove("JOBS_API_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let stdin = stdin.unwrap_or_default().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        // Written from a thread of its own, so a child that stops reading
+        // early cannot leave both sides waiting on full pipes.
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(stdin.as_bytes());
+        });
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        output
+    })
+    .await
+    .unwrap()
 }
 
 /// A command line written as one string.
@@ -488,7 +516,9 @@ async fn help_shows_examples_and_exit_codes() {
         "health",
         "completions",
     ] {
-        let help = jobs(nowhere, &[command, "--help"]).await;
+        let mut args = words(command);
+        args.push("--help");
+        let help = jobs(nowhere, &args).await;
         assert_code(&help, 0);
         let help = stdout(&help);
         assert!(
@@ -517,4 +547,53 @@ async fn a_reader_that_goes_away_is_no_error() {
     .unwrap();
     assert_code(&output, 0);
     assert_eq!(stderr(&output), "", "no panic, no message");
+}
+
+#[tokio::test]
+async fn a_server_with_a_token_takes_only_that_token() {
+    let server = server_with(&["--api-token", "s3cret"]).await;
+
+    let refused = jobs(&server.url, &words("list")).await;
+    assert_code(&refused, 1);
+    assert_one_error_line(&refused);
+    assert!(stderr(&refused).contains("requires a token"), "{refused:?}");
+    for wrong in [
+        jobs(&server.url, &words("--token s3cres list")).await,
+        jobs_with(
+            &server.url,
+            &words("list"),
+            &[("JOBS_API_TOKEN", "nope")],
+            None,
+        )
+        .await,
+    ] {
+        assert_code(&wrong, 1);
+        assert_one_error_line(&wrong);
+        assert!(stderr(&wrong).contains("refused the token"), "{wrong:?}");
+    }
+    // Health stays open, for load balancers.
+    assert_code(&jobs(&server.url, &words("health")).await, 0);
+
+    let listed = jobs(&server.url, &words("--token s3cret list -o json")).await;
+    assert_code(&listed, 0);
+    assert_eq!(json(&listed), serde_json::json!([]));
+    let env = [("JOBS_API_TOKEN", "s3cret")];
+    let summed = jobs_with(
+        &server.url,
+        &words("submit --start 1 --end 4 --wait"),
+        &env,
+        None,
+    )
+    .await;
+    assert_code(&summed, 0);
+    assert_eq!(stdout(&summed), "10");
+    // The help names the variable but never shows its value.
+    let help = jobs_with(&server.url, &["--help"], &env, None).await;
+    let help = stdout(&help);
+    assert!(help.contains("JOBS_API_TOKEN"), "{help}");
+    assert!(!help.contains("s3cret"), "{help}");
+
+    let unusable = jobs(&server.url, &["--token", "new\nline", "list"]).await;
+    assert_code(&unusable, 2);
+    assert_one_error_line(&unusable);
 }
