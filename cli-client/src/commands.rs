@@ -6,8 +6,10 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::{Context, anyhow};
 use clap::CommandFactory;
 use clap_complete::Shell;
-use jobs_proto::pb::{self, job_service_client::JobServiceClient};
-use serde_json::json;
+use jobs_proto::pb::{
+    self, data_service_client::DataServiceClient, job_service_client::JobServiceClient,
+};
+use serde_json::{Value, json};
 use tonic::{
     service::interceptor::InterceptedService,
     transport::{Channel, Endpoint},
@@ -15,9 +17,10 @@ use tonic::{
 
 use crate::{
     auth::BearerToken,
-    cli::{Cli, Command, StatusFilter, SubmitArgs},
+    cli::{Cli, Command, DataCommand, StatusFilter, SubmitArgs},
     errors::{self, JobEnded},
     follow::{Bar, follow},
+    load,
     output::{Printer, job_json, outcome_json, result_json, status_name, stderr_line, value_text},
 };
 
@@ -33,6 +36,9 @@ pub(crate) type Authed = InterceptedService<Channel, BearerToken>;
 
 /// A `JobService` client.
 pub(crate) type JobsClient = JobServiceClient<Authed>;
+
+/// A `DataService` client.
+pub(crate) type DataClient = DataServiceClient<Authed>;
 
 /// Runs the command; returns the exit code after printing any error as one
 /// line on stderr.
@@ -77,6 +83,11 @@ async fn execute(command: Command, api: &Api, printer: Printer) -> anyhow::Resul
         Command::Watch { jid } => watch(api, &jid, printer).await,
         Command::Cancel { jid } => cancel(api, jid, printer).await,
         Command::Health => health(api, printer).await,
+        Command::Data(DataCommand::Load { file }) => data_load(api, &file, printer).await,
+        Command::Data(DataCommand::Search { text, limit }) => {
+            data_search(api, text, limit, printer).await
+        }
+        Command::Data(DataCommand::Get { id }) => data_get(api, id, printer).await,
         // Needs no server, so it works anywhere.
         Command::Completions { shell } => completions(shell, printer),
     }
@@ -99,9 +110,14 @@ impl Api {
     }
 
     // Answers are not capped at tonic's default 4 MiB: a page of 1000
-    // jobs with large params is more, and the server bounds what it sends.
+    // jobs with large params, or the ids of a million-record load, is more,
+    // and the server already bounds what it sends.
     async fn jobs(&self) -> anyhow::Result<JobsClient> {
         Ok(JobServiceClient::new(self.connect().await?).max_decoding_message_size(usize::MAX))
+    }
+
+    async fn data(&self) -> anyhow::Result<DataClient> {
+        Ok(DataServiceClient::new(self.connect().await?).max_decoding_message_size(usize::MAX))
     }
 }
 
@@ -333,6 +349,76 @@ async fn health(api: &Api, printer: Printer) -> anyhow::Result<()> {
         return printer.document(&json!({ "status": "SERVING", "server": api.server }));
     }
     Ok(printer.line("SERVING")?)
+}
+
+async fn data_load(api: &Api, file: &str, printer: Printer) -> anyhow::Result<()> {
+    let mut client = api.data().await?;
+    let loaded = load::load(&mut client, file).await?;
+    if printer.json() {
+        return printer.document(&json!({ "loaded": loaded.loaded, "ids": loaded.ids }));
+    }
+    for line in printer.loaded_text(&loaded) {
+        printer.line(&line)?;
+    }
+    Ok(())
+}
+
+/// Pages through `ListData` with the search until `limit` records or the
+/// last page.
+async fn data_search(api: &Api, text: String, limit: u32, printer: Printer) -> anyhow::Result<()> {
+    let mut client = api.data().await?;
+    let limit = limit as usize;
+    let mut records = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let wanted = limit.saturating_sub(records.len());
+        let page = client
+            .list_data(pb::ListDataRequest {
+                page_size: i32::try_from(wanted.min(MAX_PAGE_SIZE as usize)).unwrap_or(i32::MAX),
+                page_token,
+                search: text.clone(),
+            })
+            .await?
+            .into_inner();
+        records.extend(page.records);
+        page_token = page.next_page_token;
+        if page_token.is_empty() || records.len() >= limit {
+            break;
+        }
+    }
+    records.truncate(limit);
+    let records = records
+        .into_iter()
+        .map(jobs_proto::struct_to_params)
+        .collect::<Result<Vec<_>, _>>()?;
+    if printer.json() {
+        return printer.document(&records.into_iter().map(Value::Object).collect());
+    }
+    if records.is_empty() {
+        return Ok(printer.line("no matching records")?);
+    }
+    for line in printer.record_table(&records) {
+        printer.line(&line)?;
+    }
+    Ok(())
+}
+
+async fn data_get(api: &Api, id: String, printer: Printer) -> anyhow::Result<()> {
+    let mut client = api.data().await?;
+    let record = client
+        .get_data(pb::GetDataRequest { id })
+        .await?
+        .into_inner()
+        .record
+        .context("the server returned no record")?;
+    let record = jobs_proto::struct_to_params(record)?;
+    if printer.json() {
+        return printer.document(&Value::Object(record));
+    }
+    for line in printer.record_text(&record) {
+        printer.line(&line)?;
+    }
+    Ok(())
 }
 
 fn completions(shell: Shell, printer: Printer) -> anyhow::Result<()> {
