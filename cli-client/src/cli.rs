@@ -4,7 +4,7 @@
 //! Job commands are verbs at the top level (`jobs submit`, `jobs watch`);
 //! other resources get a noun with verbs under it (`jobs data load`), so a
 //! new service adds one subcommand group without moving existing commands
-//! (`DataService` arrives as `Command::Data` with its own `DataCommand` enum).
+//! (`DataService` is `Command::Data` with its own `DataCommand` enum).
 
 use clap_complete::Shell;
 use jobs_proto::pb;
@@ -14,11 +14,13 @@ pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  ok
   1  the job failed or was cancelled (submit --wait, watch, result), or another failure
+     (a bad request or record, a missing or wrong token)
   2  usage: a bad command line
-  3  not found: no job with that id
+  3  not found: no job or record with that id
   4  server unreachable or unavailable (also when its Redis is down)
 
-The server is JOBS_SERVER or --server (default http://127.0.0.1:50051).
+The server is JOBS_SERVER or --server (default http://127.0.0.1:50051); a
+server started with a token wants it in JOBS_API_TOKEN or --token.
 Colour only on a terminal, never when NO_COLOR is set.";
 
 /// Command-line client of the Jobs service: submit long-running work, follow
@@ -34,6 +36,12 @@ pub struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     pub(crate) server: String,
+
+    /// The bearer token the server requires (the server's JOBS_API_TOKEN),
+    /// sent with every call. Prefer the environment variable: a flag's value
+    /// shows in the process list.
+    #[arg(long, global = true, env = "JOBS_API_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 
     /// How to print results: text for people, or json (one document; one
     /// line per update for `watch`).
@@ -140,6 +148,17 @@ Example:
   jobs health && echo up")]
     Health,
 
+    /// Load, search and read the dataset: JSON records the service holds.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  jobs data load people.json
+  jobs data search ada
+  jobs data get 42"
+    )]
+    Data(DataCommand),
+
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -149,6 +168,55 @@ Examples:
     Completions {
         /// The shell to complete for.
         shell: Shell,
+    },
+}
+
+/// `jobs data …`: the dataset.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum DataCommand {
+    /// Load records from a JSON file: an array of objects, streamed to the
+    /// server; prints how many were loaded and the ids generated.
+    #[command(after_help = "\
+Examples:
+  jobs data load people.json
+  jobs data load - < people.json                   # from stdin
+  jobs data load people.json --output json | jq -r '.ids[]'
+
+Each object's `id` (a string or a whole number) is its id; one without gets
+a generated UUID. A record with an id already stored replaces it. A bad
+record fails the whole load, naming its index (records[7]), and nothing is
+stored. Numbers travel as doubles: integers beyond 2^53 arrive as strings.
+A progress bar on stderr when it is a terminal.")]
+    Load {
+        /// The JSON file, or `-` for stdin.
+        file: String,
+    },
+
+    /// Find records with a string value (at any depth) containing TEXT,
+    /// ignoring case; in load order.
+    #[command(after_help = "\
+Examples:
+  jobs data search ada
+  jobs data search \"new york\" --limit 5
+  jobs data search ada --output json | jq '.[].id'
+An empty TEXT (\"\") matches every record.")]
+    Search {
+        /// The text to look for.
+        text: String,
+        /// The most records to show.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+    },
+
+    /// Show one record.
+    #[command(after_help = "\
+Examples:
+  jobs data get 42
+  jobs data get 42 --output json
+Exit code 3 when there is no such record.")]
+    Get {
+        /// The record's id.
+        id: String,
     },
 }
 

@@ -6,14 +6,21 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::{Context, anyhow};
 use clap::CommandFactory;
 use clap_complete::Shell;
-use jobs_proto::pb::{self, job_service_client::JobServiceClient};
-use serde_json::json;
-use tonic::transport::{Channel, Endpoint};
+use jobs_proto::pb::{
+    self, data_service_client::DataServiceClient, job_service_client::JobServiceClient,
+};
+use serde_json::{Value, json};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Channel, Endpoint},
+};
 
 use crate::{
-    cli::{Cli, Command, StatusFilter, SubmitArgs},
+    auth::BearerToken,
+    cli::{Cli, Command, DataCommand, StatusFilter, SubmitArgs},
     errors::{self, JobEnded},
     follow::{Bar, follow},
+    load,
     output::{Printer, job_json, outcome_json, result_json, status_name, stderr_line, value_text},
 };
 
@@ -24,21 +31,38 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most jobs one `ListJobs` page may hold (the server's limit).
 const MAX_PAGE_SIZE: u32 = 1000;
 
+/// A channel that carries the bearer token on every call.
+pub(crate) type Authed = InterceptedService<Channel, BearerToken>;
+
+/// A `JobService` client.
+pub(crate) type JobsClient = JobServiceClient<Authed>;
+
+/// A `DataService` client.
+pub(crate) type DataClient = DataServiceClient<Authed>;
+
 /// Runs the command; returns the exit code after printing any error as one
 /// line on stderr.
 pub async fn run(cli: Cli) -> ExitCode {
     let server = server_url(&cli.server);
     let printer = Printer::new(cli.output);
-    match execute(cli.command, &server, printer).await {
+    let token = match BearerToken::new(cli.token.as_deref()) {
+        Ok(token) => token,
+        Err(err) => return fail(&err.into(), &server, false),
+    };
+    let api = Api { server, token };
+    match execute(cli.command, &api, printer).await {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of stdout has gone (`jobs list | head -1`): nothing
         // is wrong and nobody is left to tell.
         Err(err) if errors::is_broken_pipe(&err) => ExitCode::SUCCESS,
-        Err(err) => {
-            stderr_line(&errors::message(&err, &server));
-            ExitCode::from(errors::exit_code(&err))
-        }
+        Err(err) => fail(&err, &api.server, api.token.is_set()),
     }
+}
+
+/// Prints the failure as one line on stderr and returns its exit code.
+fn fail(err: &anyhow::Error, server: &str, token_sent: bool) -> ExitCode {
+    stderr_line(&errors::message(err, server, token_sent));
+    ExitCode::from(errors::exit_code(err))
 }
 
 /// `--server` as a URL: `localhost:50051` means `http://localhost:50051`.
@@ -50,33 +74,55 @@ fn server_url(server: &str) -> String {
     }
 }
 
-async fn execute(command: Command, server: &str, printer: Printer) -> anyhow::Result<()> {
+async fn execute(command: Command, api: &Api, printer: Printer) -> anyhow::Result<()> {
     match command {
-        Command::Submit(args) => submit(server, args, printer).await,
-        Command::Get { jid } => get(server, jid, printer).await,
-        Command::List { status, limit } => list(server, status, limit, printer).await,
-        Command::Result { jid } => result(server, jid, printer).await,
-        Command::Watch { jid } => watch(server, &jid, printer).await,
-        Command::Cancel { jid } => cancel(server, jid, printer).await,
-        Command::Health => health(server, printer).await,
+        Command::Submit(args) => submit(api, args, printer).await,
+        Command::Get { jid } => get(api, jid, printer).await,
+        Command::List { status, limit } => list(api, status, limit, printer).await,
+        Command::Result { jid } => result(api, jid, printer).await,
+        Command::Watch { jid } => watch(api, &jid, printer).await,
+        Command::Cancel { jid } => cancel(api, jid, printer).await,
+        Command::Health => health(api, printer).await,
+        Command::Data(DataCommand::Load { file }) => data_load(api, &file, printer).await,
+        Command::Data(DataCommand::Search { text, limit }) => {
+            data_search(api, text, limit, printer).await
+        }
+        Command::Data(DataCommand::Get { id }) => data_get(api, id, printer).await,
         // Needs no server, so it works anywhere.
         Command::Completions { shell } => completions(shell, printer),
     }
 }
 
-async fn connect(server: &str) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(server.to_owned())
-        .map_err(|err| anyhow!("--server {server:?} is not a URL: {err}"))?
-        .connect_timeout(CONNECT_TIMEOUT);
-    Ok(endpoint.connect().await?)
+/// The server and what every call to it carries.
+#[derive(Debug)]
+struct Api {
+    server: String,
+    token: BearerToken,
 }
 
-async fn client(server: &str) -> anyhow::Result<JobServiceClient<Channel>> {
-    Ok(JobServiceClient::new(connect(server).await?))
+impl Api {
+    async fn connect(&self) -> anyhow::Result<Authed> {
+        let endpoint = Endpoint::from_shared(self.server.clone())
+            .map_err(|err| anyhow!("--server {:?} is not a URL: {err}", self.server))?
+            .connect_timeout(CONNECT_TIMEOUT);
+        let channel = endpoint.connect().await?;
+        Ok(InterceptedService::new(channel, self.token.clone()))
+    }
+
+    // Answers are not capped at tonic's default 4 MiB: a page of 1000
+    // jobs with large params, or the ids of a million-record load, is more,
+    // and the server already bounds what it sends.
+    async fn jobs(&self) -> anyhow::Result<JobsClient> {
+        Ok(JobServiceClient::new(self.connect().await?).max_decoding_message_size(usize::MAX))
+    }
+
+    async fn data(&self) -> anyhow::Result<DataClient> {
+        Ok(DataServiceClient::new(self.connect().await?).max_decoding_message_size(usize::MAX))
+    }
 }
 
-async fn submit(server: &str, args: SubmitArgs, printer: Printer) -> anyhow::Result<()> {
-    let mut client = client(server).await?;
+async fn submit(api: &Api, args: SubmitArgs, printer: Printer) -> anyhow::Result<()> {
+    let mut client = api.jobs().await?;
     let request = pb::CreateJobRequest {
         start: args.start,
         end: args.end,
@@ -126,8 +172,8 @@ fn parse_params(pairs: &[String]) -> anyhow::Result<prost_types::Struct> {
     Ok(jobs_proto::params_to_struct(params))
 }
 
-async fn get(server: &str, jid: String, printer: Printer) -> anyhow::Result<()> {
-    let mut client = client(server).await?;
+async fn get(api: &Api, jid: String, printer: Printer) -> anyhow::Result<()> {
+    let mut client = api.jobs().await?;
     let job = client
         .get_job(pb::GetJobRequest { jid })
         .await?
@@ -145,12 +191,12 @@ async fn get(server: &str, jid: String, printer: Printer) -> anyhow::Result<()> 
 
 /// Pages through `ListJobs` until `limit` jobs or the last page.
 async fn list(
-    server: &str,
+    api: &Api,
     status: Option<StatusFilter>,
     limit: u32,
     printer: Printer,
 ) -> anyhow::Result<()> {
-    let mut client = client(server).await?;
+    let mut client = api.jobs().await?;
     let status = status.map_or(pb::JobStatus::Unspecified, pb::JobStatus::from);
     let mut jobs = Vec::new();
     let mut page_token = String::new();
@@ -183,14 +229,14 @@ async fn list(
     Ok(())
 }
 
-async fn result(server: &str, jid: String, printer: Printer) -> anyhow::Result<()> {
-    let mut client = client(server).await?;
+async fn result(api: &Api, jid: String, printer: Printer) -> anyhow::Result<()> {
+    let mut client = api.jobs().await?;
     let outcome = fetch_result(&mut client, jid).await?;
     report_outcome(&outcome, printer)
 }
 
 async fn fetch_result(
-    client: &mut JobServiceClient<Channel>,
+    client: &mut JobsClient,
     jid: String,
 ) -> anyhow::Result<pb::GetJobResultResponse> {
     Ok(client
@@ -222,8 +268,8 @@ fn report_outcome(outcome: &pb::GetJobResultResponse, printer: Printer) -> anyho
 
 /// Follows a job: JSON lines, one line per update when stderr is not a
 /// terminal, or a progress bar and the final state when it is.
-async fn watch(server: &str, jid: &str, printer: Printer) -> anyhow::Result<()> {
-    let mut client = client(server).await?;
+async fn watch(api: &Api, jid: &str, printer: Printer) -> anyhow::Result<()> {
+    let mut client = api.jobs().await?;
     let bar = if printer.json() {
         Bar::none()
     } else {
@@ -256,8 +302,8 @@ async fn watch(server: &str, jid: &str, printer: Printer) -> anyhow::Result<()> 
     .into())
 }
 
-async fn cancel(server: &str, jid: String, printer: Printer) -> anyhow::Result<()> {
-    let mut client = client(server).await?;
+async fn cancel(api: &Api, jid: String, printer: Printer) -> anyhow::Result<()> {
+    let mut client = api.jobs().await?;
     let job = client
         .cancel_job(pb::CancelJobRequest { jid })
         .await?
@@ -279,11 +325,11 @@ async fn cancel(server: &str, jid: String, printer: Printer) -> anyhow::Result<(
     Ok(printer.line(&text)?)
 }
 
-async fn health(server: &str, printer: Printer) -> anyhow::Result<()> {
+async fn health(api: &Api, printer: Printer) -> anyhow::Result<()> {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
-    let response = HealthClient::new(connect(server).await?)
+    let response = HealthClient::new(api.connect().await?)
         .check(HealthCheckRequest {
             service: String::new(),
         })
@@ -293,15 +339,86 @@ async fn health(server: &str, printer: Printer) -> anyhow::Result<()> {
     if status != ServingStatus::Serving {
         // Up but not serving is "unavailable" to a caller: exit code 4.
         return Err(tonic::Status::unavailable(format!(
-            "the server at {server} reports {}",
+            "the server at {} reports {}",
+            api.server,
             status.as_str_name()
         ))
         .into());
     }
     if printer.json() {
-        return printer.document(&json!({ "status": "SERVING", "server": server }));
+        return printer.document(&json!({ "status": "SERVING", "server": api.server }));
     }
     Ok(printer.line("SERVING")?)
+}
+
+async fn data_load(api: &Api, file: &str, printer: Printer) -> anyhow::Result<()> {
+    let mut client = api.data().await?;
+    let loaded = load::load(&mut client, file).await?;
+    if printer.json() {
+        return printer.document(&json!({ "loaded": loaded.loaded, "ids": loaded.ids }));
+    }
+    for line in printer.loaded_text(&loaded) {
+        printer.line(&line)?;
+    }
+    Ok(())
+}
+
+/// Pages through `ListData` with the search until `limit` records or the
+/// last page.
+async fn data_search(api: &Api, text: String, limit: u32, printer: Printer) -> anyhow::Result<()> {
+    let mut client = api.data().await?;
+    let limit = limit as usize;
+    let mut records = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let wanted = limit.saturating_sub(records.len());
+        let page = client
+            .list_data(pb::ListDataRequest {
+                page_size: i32::try_from(wanted.min(MAX_PAGE_SIZE as usize)).unwrap_or(i32::MAX),
+                page_token,
+                search: text.clone(),
+            })
+            .await?
+            .into_inner();
+        records.extend(page.records);
+        page_token = page.next_page_token;
+        if page_token.is_empty() || records.len() >= limit {
+            break;
+        }
+    }
+    records.truncate(limit);
+    let records = records
+        .into_iter()
+        .map(jobs_proto::struct_to_params)
+        .collect::<Result<Vec<_>, _>>()?;
+    if printer.json() {
+        return printer.document(&records.into_iter().map(Value::Object).collect());
+    }
+    if records.is_empty() {
+        return Ok(printer.line("no matching records")?);
+    }
+    for line in printer.record_table(&records) {
+        printer.line(&line)?;
+    }
+    Ok(())
+}
+
+async fn data_get(api: &Api, id: String, printer: Printer) -> anyhow::Result<()> {
+    let mut client = api.data().await?;
+    let record = client
+        .get_data(pb::GetDataRequest { id })
+        .await?
+        .into_inner()
+        .record
+        .context("the server returned no record")?;
+    let record = jobs_proto::struct_to_params(record)?;
+    if printer.json() {
+        return printer.document(&Value::Object(record));
+    }
+    for line in printer.record_text(&record) {
+        printer.line(&line)?;
+    }
+    Ok(())
 }
 
 fn completions(shell: Shell, printer: Printer) -> anyhow::Result<()> {

@@ -8,10 +8,16 @@ use std::error::Error as _;
 
 use tonic::Code;
 
+use crate::auth::BadToken;
+
 /// Exit codes; `cli::EXIT_CODES_HELP` documents them.
 pub(crate) mod exit {
-    /// The job failed or was cancelled, or any failure without its own code.
+    /// The job failed or was cancelled, or any failure without its own code
+    /// (a missing or wrong token among them).
     pub(crate) const FAILED: u8 = 1;
+    /// A bad command line (clap exits with it too), or a token no header can
+    /// carry.
+    pub(crate) const USAGE: u8 = 2;
     /// No job with that id.
     pub(crate) const NOT_FOUND: u8 = 3;
     /// The server (or the Redis behind it) cannot be reached.
@@ -42,25 +48,45 @@ impl std::error::Error for JobEnded {}
 
 /// The process exit code for a failure.
 pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<BadToken>().is_some() {
+        return exit::USAGE;
+    }
     if err.downcast_ref::<tonic::transport::Error>().is_some() {
         return exit::UNREACHABLE;
     }
     match err.downcast_ref::<tonic::Status>().map(tonic::Status::code) {
         Some(Code::NotFound) => exit::NOT_FOUND,
         Some(Code::Unavailable) => exit::UNREACHABLE,
+        // A refused token is a failure like a bad request: the server is
+        // there, and the fix is in the caller's hands (the message says how).
+        Some(Code::Unauthenticated) => exit::FAILED,
         _ => exit::FAILED,
     }
 }
 
-/// The one line printed on stderr for a failure talking to `server`.
-pub(crate) fn message(err: &anyhow::Error, server: &str) -> String {
+/// The one line printed on stderr for a failure talking to `server`;
+/// `token_sent` says whether the calls carried a bearer token.
+pub(crate) fn message(err: &anyhow::Error, server: &str, token_sent: bool) -> String {
     if connection_failed(err) {
         return format!(
             "error: cannot reach the Jobs server at {server} ({}); start it, or point --server / JOBS_SERVER at it",
             cause_chain(err)
         );
     }
-    let detail = match err.downcast_ref::<tonic::Status>() {
+    let status = err.downcast_ref::<tonic::Status>();
+    if status.is_some_and(|status| status.code() == Code::Unauthenticated) {
+        // The server's words name the header, which a CLI user never sees.
+        return if token_sent {
+            format!(
+                "error: the server at {server} refused the token; check --token / JOBS_API_TOKEN"
+            )
+        } else {
+            format!(
+                "error: the server at {server} requires a token; pass --token or set JOBS_API_TOKEN"
+            )
+        };
+    }
+    let detail = match status {
         // The server's own words, without tonic's "status: …, message: …" frame.
         Some(status) if !status.message().is_empty() => status.message().to_owned(),
         _ => format!("{err:#}"),

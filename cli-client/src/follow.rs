@@ -5,10 +5,12 @@ use std::{io::IsTerminal, time::Duration};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use jobs_proto::pb::{self, job_service_client::JobServiceClient};
-use tonic::transport::Channel;
+use jobs_proto::pb;
 
-use crate::output::{is_terminal, status_name};
+use crate::{
+    commands::JobsClient,
+    output::{is_terminal, status_name},
+};
 
 /// Bar positions per whole job: progress is a fraction, the bar counts.
 const BAR_STEPS: u64 = 1000;
@@ -16,7 +18,7 @@ const BAR_STEPS: u64 = 1000;
 /// Streams the job's states to `on_update` (the current one first) and
 /// returns the terminal one.
 pub(crate) async fn follow(
-    client: &mut JobServiceClient<Channel>,
+    client: &mut JobsClient,
     jid: &str,
     mut on_update: impl FnMut(&pb::Job) -> anyhow::Result<()>,
 ) -> anyhow::Result<pb::Job> {

@@ -10,13 +10,18 @@
 //! - `commands`: one function per command; each connects, calls, and hands
 //!   the answer to the printer.
 //! - `follow`: following a job through `WatchJob`, and the progress bar.
+//! - `load`: `data load`, a JSON array read incrementally and streamed to
+//!   `LoadData`.
 //! - `output`: text and JSON rendering, and the only writes to stdout.
+//! - `auth`: the bearer token, added to every call by an interceptor.
 //! - `errors`: the one mapping from a failure to its exit code and message.
 
+mod auth;
 mod cli;
 mod commands;
 mod errors;
 mod follow;
+mod load;
 mod output;
 
 pub use cli::Cli;

@@ -11,7 +11,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use jobs_proto::pb;
 use serde_json::{Value, json};
 
-use crate::cli::Format;
+use crate::{cli::Format, load::Loaded};
+
+/// A dataset record: a JSON object holding its own `id`.
+type Record = serde_json::Map<String, Value>;
 
 /// Where output goes, and how it looks.
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +155,122 @@ impl Printer {
         }
         lines
     }
+}
+
+/// Generated ids listed in text; `--output json` has every id.
+const GENERATED_SHOWN: usize = 20;
+/// The widest cell of the record table, in characters.
+const CELL_CHARS: usize = 40;
+
+impl Printer {
+    /// What `data load` stored: the count, then the ids the server made up
+    /// for records without one, each beside its record's index.
+    pub(crate) fn loaded_text(self, loaded: &Loaded) -> Vec<String> {
+        let noun = if loaded.loaded == 1 {
+            "record"
+        } else {
+            "records"
+        };
+        let mut lines = vec![format!("loaded {} {noun}", loaded.loaded)];
+        if loaded.generated.is_empty() {
+            return lines;
+        }
+        lines.push(format!("generated ids ({}):", loaded.generated.len()));
+        for &index in loaded.generated.iter().take(GENERATED_SHOWN) {
+            let id = loaded.ids.get(index).map_or("-", String::as_str);
+            lines.push(format!("  records[{index}]  {id}"));
+        }
+        if loaded.generated.len() > GENERATED_SHOWN {
+            lines.push(format!(
+                "  … and {} more (--output json lists every id)",
+                loaded.generated.len() - GENERATED_SHOWN
+            ));
+        }
+        lines
+    }
+
+    /// One record, a field a line: `id` first, then the rest by name.
+    pub(crate) fn record_text(self, record: &Record) -> Vec<String> {
+        let keys = record_keys(std::slice::from_ref(record));
+        let width = keys
+            .iter()
+            .map(|key| key.chars().count())
+            .max()
+            .unwrap_or(0);
+        keys.iter()
+            .map(|key| {
+                let value = record.get(*key).map_or_else(|| "-".to_owned(), value_text);
+                format!("{key:<width$}  {value}")
+            })
+            .collect()
+    }
+
+    /// The aligned table of `data search`: a column per field (`id` first),
+    /// a row per record; long values are cut, and missing ones are `-`.
+    pub(crate) fn record_table(self, records: &[Record]) -> Vec<String> {
+        let keys = record_keys(records);
+        let rows: Vec<Vec<String>> = records
+            .iter()
+            .map(|record| {
+                keys.iter()
+                    .map(|key| record.get(*key).map_or_else(|| "-".to_owned(), cell_text))
+                    .collect()
+            })
+            .collect();
+        let widths: Vec<usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(column, key)| {
+                rows.iter()
+                    .map(|row| row[column].chars().count())
+                    .chain([key.chars().count()])
+                    .max()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let line = |cells: Vec<&str>| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:width$}"))
+                .collect();
+            padded.join("  ").trim_end().to_owned()
+        };
+        let mut lines = vec![line(keys.clone())];
+        lines.extend(
+            rows.iter()
+                .map(|row| line(row.iter().map(String::as_str).collect())),
+        );
+        lines
+    }
+}
+
+/// Every field name of `records`: `id` first, then the rest in order.
+fn record_keys(records: &[Record]) -> Vec<&str> {
+    let mut rest: Vec<&str> = records
+        .iter()
+        .flat_map(|record| record.keys().map(String::as_str))
+        .filter(|key| *key != "id")
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    rest.insert(0, "id");
+    rest
+}
+
+/// A value for a table cell: on one line (a table row must stay one), at
+/// most [`CELL_CHARS`] characters, ending in `…` when cut.
+fn cell_text(value: &Value) -> String {
+    let text: String = value_text(value)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() <= CELL_CHARS {
+        return text;
+    }
+    let mut cut: String = text.chars().take(CELL_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// One line on stderr, for errors and notes beside the output. A closed
@@ -313,6 +432,66 @@ mod tests {
         assert_eq!(
             coloured.status(pb::JobStatus::Error, 7),
             "\x1b[31mERROR  \x1b[0m"
+        );
+    }
+
+    #[test]
+    fn records_show_id_first_and_cut_long_values() {
+        let printer = Printer {
+            format: Format::Text,
+            colour: false,
+        };
+        let record = |value: Value| match value {
+            Value::Object(record) => record,
+            _ => unreachable!("records are objects"),
+        };
+        let records = [
+            record(json!({"name": "Ada", "id": "a", "tags": ["x"]})),
+            record(json!({"id": 7, "name": "line\nbreak", "note": "n".repeat(50)})),
+        ];
+        assert_eq!(
+            printer.record_table(&records),
+            [
+                format!("id  name        note{}  tags", " ".repeat(36)),
+                format!("a   Ada         -{}  [\"x\"]", " ".repeat(39)),
+                format!("7   line break  {}…  -", "n".repeat(39)),
+            ]
+        );
+        assert_eq!(
+            printer.record_text(&records[0]),
+            ["id    a", "name  Ada", "tags  [\"x\"]"]
+        );
+    }
+
+    #[test]
+    fn a_load_lists_the_ids_it_generated() {
+        let printer = Printer {
+            format: Format::Text,
+            colour: false,
+        };
+        let loaded = Loaded {
+            loaded: 3,
+            ids: vec!["a".into(), "f00d".into(), "b".into()],
+            generated: vec![1],
+        };
+        assert_eq!(
+            printer.loaded_text(&loaded),
+            [
+                "loaded 3 records",
+                "generated ids (1):",
+                "  records[1]  f00d"
+            ]
+        );
+        let many = Loaded {
+            loaded: 25,
+            ids: (0..25).map(|i| i.to_string()).collect(),
+            generated: (0..25).collect(),
+        };
+        let lines = printer.loaded_text(&many);
+        assert_eq!(lines.len(), 2 + GENERATED_SHOWN + 1);
+        assert_eq!(
+            lines.last().unwrap(),
+            "  … and 5 more (--output json lists every id)"
         );
     }
 

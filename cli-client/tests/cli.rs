@@ -57,6 +57,17 @@ async fn server_with(flags: &[&str]) -> Server {
 }
 
 async fn jobs(server: &str, args: &[&str]) -> Output {
+    jobs_with(server, args, &[], None).await
+}
+
+/// `jobs` with more environment variables, and `stdin` as its input.
+async fn jobs_with(
+    server: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> Output {
+    use std::io::Write;
     let mut command = Command::new(env!("CARGO_BIN_EXE_jobs"));
     command
         .arg("--server")
@@ -65,10 +76,65 @@ async fn jobs(server: &str, args: &[&str]) -> Output {
         // Colour would be off anyway (stdout is a pipe); this keeps a
         // developer's environment from mattering at all.
         .env_remove("NO_COLOR")
-        .env_remove("JOBS_SERVER");
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
+        .env_remove("JOBS_SERVER")
+        .env_remove("JOBS_API_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let stdin = stdin.unwrap_or_default().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        // Written from a thread of its own, so a child that stops reading
+        // early cannot leave both sides waiting on full pipes.
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(stdin.as_bytes());
+        });
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        output
+    })
+    .await
+    .unwrap()
+}
+
+/// A JSON file for `jobs data load`, removed when dropped.
+struct DataFile(std::path::PathBuf);
+
+impl DataFile {
+    fn new(name: &str, contents: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "jobs-cli-test-{}-{name}-{}.json",
+            std::process::id(),
+            jobs_testkit::free_port()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for DataFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Every record the server holds (an empty search matches all), as JSON.
+async fn all_records(server: &str, env: &[(&str, &str)]) -> Vec<Value> {
+    let output = jobs_with(
+        server,
+        &["data", "search", "", "--limit", "100000", "-o", "json"],
+        env,
+        None,
+    )
+    .await;
+    assert_code(&output, 0);
+    json(&output).as_array().unwrap().clone()
 }
 
 /// A command line written as one string.
@@ -487,8 +553,14 @@ async fn help_shows_examples_and_exit_codes() {
         "cancel",
         "health",
         "completions",
+        "data",
+        "data load",
+        "data search",
+        "data get",
     ] {
-        let help = jobs(nowhere, &[command, "--help"]).await;
+        let mut args = words(command);
+        args.push("--help");
+        let help = jobs(nowhere, &args).await;
         assert_code(&help, 0);
         let help = stdout(&help);
         assert!(
@@ -517,4 +589,208 @@ async fn a_reader_that_goes_away_is_no_error() {
     .unwrap();
     assert_code(&output, 0);
     assert_eq!(stderr(&output), "", "no panic, no message");
+}
+
+#[tokio::test]
+async fn data_load_search_and_get() {
+    let server = server().await;
+    let people = DataFile::new(
+        "people",
+        r#"[
+            {"id": "ada", "name": "Ada Lovelace", "born": 1815},
+            {"name": "Grace Hopper", "tags": ["navy", "cobol"]},
+            {"id": 42, "name": "Alan Turing", "city": "Wilmslow"}
+        ]"#,
+    );
+    let loaded = jobs(&server.url, &["data", "load", people.path(), "-o", "json"]).await;
+    assert_code(&loaded, 0);
+    let loaded = json(&loaded);
+    assert_eq!(loaded["loaded"], 3);
+    let ids = loaded["ids"].as_array().unwrap();
+    assert_eq!(
+        (&ids[0], &ids[2]),
+        (&Value::from("ada"), &Value::from("42"))
+    );
+    let generated = ids[1].as_str().unwrap();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+
+    // Text: the count, and the generated id beside its record's index. From
+    // stdin, loading again replaces the records with those ids.
+    let text = jobs_with(
+        &server.url,
+        &["data", "load", "-"],
+        &[],
+        Some(r#"[{"id": "ada", "name": "Ada King"}, {"name": "Anonymous"}]"#),
+    )
+    .await;
+    assert_code(&text, 0);
+    let lines: Vec<String> = stdout(&text).lines().map(str::to_owned).collect();
+    assert_eq!(lines[..2], ["loaded 2 records", "generated ids (1):"]);
+    assert!(lines[2].starts_with("  records[1]  "), "{lines:?}");
+    assert_eq!(all_records(&server.url, &[]).await.len(), 4);
+
+    let found = jobs(&server.url, &["data", "search", "ADA", "-o", "json"]).await;
+    assert_code(&found, 0);
+    assert_eq!(
+        json(&found),
+        serde_json::json!([{"id": "ada", "name": "Ada King"}])
+    );
+    // Any string value at any depth, in load order, cut at --limit.
+    let found = jobs(&server.url, &["data", "search", "a", "-o", "json"]).await;
+    let found: Vec<_> = json(&found)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(
+        found,
+        ["Grace Hopper", "Alan Turing", "Ada King", "Anonymous"]
+    );
+    let cut = jobs(&server.url, &words("data search a --limit 2 -o json")).await;
+    assert_eq!(json(&cut).as_array().unwrap().len(), 2);
+    let navy = jobs(&server.url, &words("data search cobol -o json")).await;
+    assert_eq!(json(&navy)[0]["id"], generated);
+
+    let table = jobs(&server.url, &words("data search turing")).await;
+    assert_code(&table, 0);
+    let table = stdout(&table);
+    let lines: Vec<_> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("id  city      name"), "{table}");
+    assert!(lines[1].starts_with("42  Wilmslow  Alan Turing"), "{table}");
+    let none = jobs(&server.url, &words("data search nobody")).await;
+    assert_code(&none, 0);
+    assert_eq!(stdout(&none), "no matching records");
+
+    let got = jobs(&server.url, &words("data get 42 -o json")).await;
+    assert_code(&got, 0);
+    assert_eq!(
+        json(&got),
+        serde_json::json!({"id": 42, "name": "Alan Turing", "city": "Wilmslow"})
+    );
+    let got = jobs(&server.url, &words("data get 42")).await;
+    assert_code(&got, 0);
+    assert_eq!(stdout(&got), "id    42\ncity  Wilmslow\nname  Alan Turing");
+
+    for args in [words("data get nobody"), words("data get nobody -o json")] {
+        let missing = jobs(&server.url, &args).await;
+        assert_code(&missing, 3);
+        assert_one_error_line(&missing);
+        assert!(
+            stderr(&missing).contains("\"nobody\" not found"),
+            "{missing:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_record_loads_nothing_and_names_its_index() {
+    let server = server().await;
+    // More records than one batch go out before the bad one, so the server
+    // has received some when the load is abandoned.
+    let good: Vec<String> = (0..1500).map(|i| format!(r#"{{"id": {i}}}"#)).collect();
+    let good = good.join(",");
+    for (name, contents, expected) in [
+        (
+            "not-an-object",
+            format!("[{good}, 5]"),
+            "records[1500]: must be a JSON object, not a number",
+        ),
+        (
+            "broken",
+            format!("[{good}, {{\"id\": }}]"),
+            "records[1500]: expected value",
+        ),
+        // Checked by the server, which refuses the whole load.
+        (
+            "bad-id",
+            format!("[{good}, {{\"id\": true}}]"),
+            "records[1500].id: must be a string or a whole number",
+        ),
+        (
+            "twice",
+            format!("[{good}, {{\"id\": 7}}]"),
+            "records[1500].id: id \"7\" is already used by records[7]",
+        ),
+    ] {
+        let file = DataFile::new(name, &contents);
+        let output = jobs(&server.url, &["data", "load", file.path()]).await;
+        assert_code(&output, 1);
+        assert_one_error_line(&output);
+        assert!(stderr(&output).contains(expected), "{name}: {output:?}");
+        assert_eq!(stdout(&output), "", "{name}");
+        assert_eq!(
+            all_records(&server.url, &[]).await,
+            Vec::<Value>::new(),
+            "{name}"
+        );
+    }
+
+    let missing = jobs(&server.url, &["data", "load", "/nonexistent/people.json"]).await;
+    assert_code(&missing, 1);
+    assert_one_error_line(&missing);
+    assert!(
+        stderr(&missing).contains("cannot read /nonexistent/people.json"),
+        "{missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_with_a_token_takes_only_that_token() {
+    let server = server_with(&["--api-token", "s3cret"]).await;
+
+    let refused = jobs(&server.url, &words("list")).await;
+    assert_code(&refused, 1);
+    assert_one_error_line(&refused);
+    assert!(stderr(&refused).contains("requires a token"), "{refused:?}");
+    for wrong in [
+        jobs(&server.url, &words("--token s3cres list")).await,
+        jobs_with(
+            &server.url,
+            &words("list"),
+            &[("JOBS_API_TOKEN", "nope")],
+            None,
+        )
+        .await,
+    ] {
+        assert_code(&wrong, 1);
+        assert_one_error_line(&wrong);
+        assert!(stderr(&wrong).contains("refused the token"), "{wrong:?}");
+    }
+    let load = DataFile::new("token", r#"[{"id": "a"}]"#);
+    let refused = jobs(&server.url, &["data", "load", load.path()]).await;
+    assert_code(&refused, 1);
+    assert!(stderr(&refused).contains("requires a token"), "{refused:?}");
+
+    // Health stays open, for load balancers.
+    assert_code(&jobs(&server.url, &words("health")).await, 0);
+
+    let listed = jobs(&server.url, &words("--token s3cret list -o json")).await;
+    assert_code(&listed, 0);
+    assert_eq!(json(&listed), serde_json::json!([]));
+    let env = [("JOBS_API_TOKEN", "s3cret")];
+    let summed = jobs_with(
+        &server.url,
+        &words("submit --start 1 --end 4 --wait"),
+        &env,
+        None,
+    )
+    .await;
+    assert_code(&summed, 0);
+    assert_eq!(stdout(&summed), "10");
+    // A client stream carries it too.
+    let loaded = jobs_with(&server.url, &["data", "load", load.path()], &env, None).await;
+    assert_code(&loaded, 0);
+    assert_eq!(all_records(&server.url, &env).await.len(), 1);
+
+    // The help names the variable but never shows its value.
+    let help = jobs_with(&server.url, &["--help"], &env, None).await;
+    let help = stdout(&help);
+    assert!(help.contains("JOBS_API_TOKEN"), "{help}");
+    assert!(!help.contains("s3cret"), "{help}");
+
+    let unusable = jobs(&server.url, &["--token", "new\nline", "list"]).await;
+    assert_code(&unusable, 2);
+    assert_one_error_line(&unusable);
 }
