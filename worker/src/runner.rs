@@ -164,7 +164,10 @@ impl Runner {
         let mut backoff = Backoff::default();
 
         loop {
+            // Biased: with a slot free and shutdown requested, both branches
+            // are ready, and shutdown must win every time.
             let first = tokio::select! {
+                biased;
                 () = shutdown.cancelled() => break,
                 slot = self.slots.clone().acquire_owned() => match slot {
                     Ok(slot) => slot,

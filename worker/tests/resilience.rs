@@ -223,7 +223,7 @@ async fn past_the_grace_period_a_job_is_handed_back_at_once() {
     })
     .await;
     let _staying = Worker::start(&redis, "staying", &[]);
-    leaving.terminate();
+    let leaving_log = leaving.terminate();
     let done = wait_for(&store, jid, Duration::from_secs(10), |job| {
         job.status.is_terminal()
     })
@@ -240,7 +240,8 @@ async fn past_the_grace_period_a_job_is_handed_back_at_once() {
         [
             ("leaving", AttemptOutcome::Release),
             ("staying", AttemptOutcome::Success)
-        ]
+        ],
+        "the leaving worker's log:\n{leaving_log}"
     );
 }
 
