@@ -31,11 +31,15 @@ async fn main() -> anyhow::Result<()> {
     let tracing = telemetry::init(&args.tracing, "jobs-worker")?;
     let metrics = match args.metrics_addr {
         MetricsAddr::Off => None,
-        MetricsAddr::At(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the metrics address {addr} (JOBS_WORKER_METRICS_ADDR; `off` turns it off)"))?,
-        ),
+        // Running jobs matters more than being scraped: a taken address (a
+        // second worker on the host) costs the endpoint, not the worker.
+        MetricsAddr::At(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(err) => {
+                tracing::error!(%addr, %err, "no metrics endpoint: cannot bind JOBS_WORKER_METRICS_ADDR (give each worker its own, or `off`)");
+                None
+            }
+        },
     };
     let shutdown = process::shutdown_on_signals();
     let ran = jobs_worker::serve(
