@@ -264,7 +264,7 @@ impl<'de> Visitor<'de> for Records<'_> {
             let Value::Object(record) = value else {
                 return Err(de::Error::custom(format!(
                     "must be a JSON object, not {}",
-                    kind_of(&value)
+                    jobs_core::json_type_name(&value)
                 )));
             };
             if !record.contains_key("id") {
@@ -292,18 +292,6 @@ impl<'de> Visitor<'de> for Records<'_> {
             self.send(batch)?;
         }
         Ok(generated)
-    }
-}
-
-/// A JSON value's kind, as the server words it.
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -115,7 +115,7 @@ impl NewRecords {
             let Value::Object(mut record) = value else {
                 return Err(ValidationError::new(
                     format!("records[{index}]"),
-                    format!("must be a JSON object, not {}", kind_of(&value)),
+                    format!("must be a JSON object, not {}", json_type_name(&value)),
                 ));
             };
             let field = format!("records[{index}].id");
@@ -138,7 +138,10 @@ impl NewRecords {
                 Some(other) => {
                     return Err(ValidationError::new(
                         field,
-                        format!("must be a string or a whole number, not {}", kind_of(other)),
+                        format!(
+                            "must be a string or a whole number, not {}",
+                            json_type_name(other)
+                        ),
                     ));
                 }
             };
@@ -170,7 +173,8 @@ impl NewRecords {
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
+/// A JSON value's type, as error messages name it ("a number", "an array").
+pub fn json_type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

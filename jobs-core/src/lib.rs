@@ -35,7 +35,7 @@ mod watch;
 pub use config::{JobDefaults, RedisConfig, Retention};
 pub use data::{
     DataPage, DataQuery, Dataset, LOAD_BATCH, MAX_LOAD_RECORDS, MAX_RECORD_ID_CHARS, NewRecords,
-    Record, RecordId,
+    Record, RecordId, json_type_name,
 };
 pub use error::{Error, ValidationError};
 pub use job::{

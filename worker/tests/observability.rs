@@ -3,15 +3,17 @@
 
 #![allow(clippy::unwrap_used)] // a test fails loudly on the first broken assumption
 
+mod support;
+
+use support::finished;
+
 use std::{
     net::SocketAddr,
     process::{Command, Stdio},
     time::Duration,
 };
 
-use jobs_core::{
-    Job, JobId, JobStatus, NewJob, Queue, QueueSettings, RedisConfig, Retention, Store,
-};
+use jobs_core::{JobId, JobStatus, NewJob, Queue, QueueSettings, RedisConfig, Retention, Store};
 use jobs_testkit::{TestRedis, metrics::Scrape};
 use jobs_worker::{Registry, WorkerConfig};
 use tokio::{
@@ -31,21 +33,6 @@ async fn submit(store: &Store, kind: &str) -> JobId {
         .unwrap()
         .job
         .jid
-}
-
-async fn finished(store: &Store, jid: JobId) -> Job {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let job = store.get(&jid).await.unwrap();
-        if job.status.is_terminal() {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {jid} never finished: {job:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// `GET /metrics` over plain TCP: the status line and content type are

@@ -3,6 +3,10 @@
 
 #![allow(clippy::unwrap_used)] // a test fails loudly on the first broken assumption
 
+mod support;
+
+use support::{store, wait_for};
+
 use std::{
     collections::HashMap,
     path::PathBuf,
@@ -10,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use jobs_core::{AttemptOutcome, Job, JobId, JobStatus, NewJob, RedisConfig, Store};
+use jobs_core::{AttemptOutcome, JobId, JobStatus, NewJob, Store};
 use jobs_testkit::TestRedis;
 
 /// A `jobs-worker` process whose log goes to a file the test can read.
@@ -88,12 +92,6 @@ impl Drop for Worker {
     }
 }
 
-async fn store(redis: &TestRedis) -> Store {
-    Store::connect(&RedisConfig::new(redis.url(), redis.prefix()))
-        .await
-        .unwrap()
-}
-
 async fn submit(store: &Store, new: NewJob) -> JobId {
     store.create(&new).await.unwrap().job.jid
 }
@@ -103,19 +101,6 @@ fn sleep_job(millis: i64) -> NewJob {
         .unwrap()
         .with_max_attempts(10)
         .unwrap()
-}
-
-/// Polls (bounded) until `done` holds for the job.
-async fn wait_for(store: &Store, jid: JobId, limit: Duration, done: impl Fn(&Job) -> bool) -> Job {
-    let deadline = Instant::now() + limit;
-    loop {
-        match store.get(&jid).await {
-            Ok(job) if done(&job) => return job,
-            Ok(job) => assert!(Instant::now() < deadline, "gave up waiting on {job:?}"),
-            Err(err) => assert!(Instant::now() < deadline, "gave up waiting: {err}"),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 const FAST_LEASE: (&str, &str) = ("JOBS_LEASE_MS", "600");

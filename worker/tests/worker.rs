@@ -3,6 +3,10 @@
 
 #![allow(clippy::unwrap_used)] // a test fails loudly on the first broken assumption
 
+mod support;
+
+use support::{finished, store};
+
 use std::{
     process::{Command, Stdio},
     sync::{
@@ -12,16 +16,10 @@ use std::{
     time::Duration,
 };
 
-use jobs_core::{Job, JobId, JobStatus, NewJob, RedisConfig, Retention, Store};
+use jobs_core::{JobId, JobStatus, NewJob, RedisConfig, Retention, Store};
 use jobs_testkit::TestRedis;
 use jobs_worker::{JobContext, JobFailure, Registry, WorkerConfig};
 use tokio_util::sync::CancellationToken;
-
-async fn store(redis: &TestRedis) -> Store {
-    Store::connect(&RedisConfig::new(redis.url(), redis.prefix()))
-        .await
-        .unwrap()
-}
 
 async fn submit(store: &Store, start: i64, end: i64, kind: &str) -> JobId {
     store
@@ -30,22 +28,6 @@ async fn submit(store: &Store, start: i64, end: i64, kind: &str) -> JobId {
         .unwrap()
         .job
         .jid
-}
-
-/// Waits (bounded) until the job is terminal.
-async fn finished(store: &Store, jid: JobId) -> Job {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let job = store.get(&jid).await.unwrap();
-        if job.status.is_terminal() {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {jid} never finished: {job:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn spawn_worker(
