@@ -433,7 +433,7 @@ impl ToSchema for CreateBody {
 #[serde(untagged)]
 pub(crate) enum Created {
     /// The job, for one job.
-    One(JobJson),
+    One(Box<JobJson>),
     /// The jobs, in the order sent, for an array.
     Many(Vec<JobJson>),
 }
@@ -516,7 +516,7 @@ async fn create_one(
     Ok((
         status,
         [(header::LOCATION, location)],
-        axum::Json(Created::One(JobJson::from(job))),
+        axum::Json(Created::One(Box::new(JobJson::from(job)))),
     )
         .into_response())
 }
