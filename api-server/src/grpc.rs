@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use futures_util::{Stream, StreamExt};
 use jobs_core::{JobId, ListQuery, NewJob, Store};
-use jobs_proto::{pb, status_filter};
+use jobs_proto::{new_jobs, pb, status_filter};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -59,6 +59,42 @@ impl pb::job_service_server::JobService for JobsGrpc {
         Ok(Response::new(pb::CreateJobResponse {
             job: Some(job.into()),
         }))
+    }
+
+    async fn create_jobs(
+        &self,
+        request: Request<pb::CreateJobsRequest>,
+    ) -> Result<Response<pb::CreateJobsResponse>, Status> {
+        let caller = request
+            .metadata()
+            .get(TRACEPARENT)
+            .map(|value| value.as_bytes().to_vec());
+        let mut batch = new_jobs(request.into_inner()).map_err(status)?;
+        // Every job of the batch joins the caller's trace.
+        if let Some(parent) = jobs_worker::telemetry::trace_parent_to_store(caller.as_deref()) {
+            batch = batch
+                .into_iter()
+                .map(|new| new.with_trace_parent(parent.clone()))
+                .collect();
+        }
+        let created = self
+            .store
+            .create_many(&batch)
+            .await
+            .map_err(|err| match err {
+                // The store names the job as `[3].idempotency_key`.
+                jobs_core::Error::Invalid(invalid) => status(invalid.within("jobs")),
+                err => status(err),
+            })?;
+        let mut jobs = Vec::with_capacity(created.len());
+        for created in created {
+            if !created.replayed {
+                self.observer.created(&created.job.kind);
+            }
+            jobs.push(created.job.into());
+        }
+        tracing::debug!(count = jobs.len(), "jobs created");
+        Ok(Response::new(pb::CreateJobsResponse { jobs }))
     }
 
     async fn get_job(

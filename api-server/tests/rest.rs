@@ -283,7 +283,7 @@ async fn bad_input_gets_a_problem_that_names_the_field_and_stores_nothing() {
             422,
             Some("params"),
         ),
-        ("[1, 2]", 422, None),
+        ("[1, 2]", 422, Some("[0]")),
         (r#"{"start": 5, "end": 1}"#, 400, Some("end")),
         (
             r#"{"start": 1, "end": 2, "kind": "nope"}"#,

@@ -30,6 +30,12 @@ impl BearerToken {
         Ok(Self(Some(value)))
     }
 
+    /// The `authorization` header's value, `Bearer <token>`, for a client
+    /// other than gRPC (the REST gateway takes the same header).
+    pub(crate) fn header(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|value| value.to_str().ok())
+    }
+
     /// Whether a token is sent, for the message when the server refuses.
     pub(crate) fn is_set(&self) -> bool {
         self.0.is_some()

@@ -159,6 +159,11 @@ Examples:
     )]
     Data(DataCommand),
 
+    /// Measure a running deployment: submit throughput and latency (gRPC
+    /// and REST), drain rate with its workers, and end-to-end latency.
+    #[command(after_help = BENCH_HELP)]
+    Bench(BenchArgs),
+
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -220,6 +225,105 @@ Exit code 3 when there is no such record.")]
     },
 }
 
+/// Examples and notes of `jobs bench`.
+const BENCH_HELP: &str = "\
+Examples:
+  jobs bench                                        # every mode, default sizes
+  jobs bench --mode grpc --concurrency 64 --duration 10s
+  jobs bench --mode grpc --batch 100 --count 100000 # CreateJobs, 100 jobs a call
+  jobs bench --mode rest --rest-url http://127.0.0.1:5000 --concurrency 50
+  jobs bench --mode drain --drain-jobs 20000
+  jobs bench --mode e2e --samples 1000
+  jobs bench --output json | jq '.grpc.jobs_per_sec'
+
+Modes:
+  grpc   CreateJob (CreateJobs with --batch > 1) from --concurrency tasks
+         sharing one connection, until --count jobs or --duration
+  rest   POST /jobs (an array with --batch > 1) the same way, over HTTP/1.1
+         keep-alive connections, one per task
+  drain  submits --drain-jobs jobs in batches of 1000, then waits until all
+         have finished; the rate is jobs / (last end - first start), both on
+         the server's clock
+  e2e    one job at a time on the system as it is: submit, WatchJob until
+         SUCCESS; percentiles over --samples jobs
+  all    e2e, drain, grpc, rest, in that order (the quiet measures first)
+
+Every job is `sum` over 1..=100, so the numbers measure the service, not the
+work. Latencies are per request, in milliseconds (HdrHistogram, 3 significant
+digits). Every mode is bounded: grpc and rest by --duration, drain and e2e by
+--timeout. A failed request stops the bench with its error. The jobs it
+creates stay in the deployment until its retention removes them.";
+
+/// `jobs bench`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = BenchMode::All)]
+    pub(crate) mode: BenchMode,
+    /// Requests in flight at once (grpc, rest).
+    #[arg(long, short = 'c', default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) concurrency: u32,
+    /// How long grpc and rest each submit: 10s, 500ms, 2m, or seconds.
+    #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
+    pub(crate) duration: std::time::Duration,
+    /// Stop grpc and rest after this many jobs each (or at --duration,
+    /// whichever comes first).
+    #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+    /// Jobs per request: 1 sends CreateJob and single objects; more sends
+    /// CreateJobs and arrays (at most 1000).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) batch: u32,
+    /// The REST gateway's base URL (rest mode).
+    #[arg(long, env = "JOBS_REST_URL", default_value = "http://127.0.0.1:5000")]
+    pub(crate) rest_url: String,
+    /// Jobs the drain mode submits and waits for.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) drain_jobs: u32,
+    /// Jobs the e2e mode times, one after another.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) samples: u32,
+    /// The longest drain and e2e may each take before the bench gives up.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub(crate) timeout: std::time::Duration,
+}
+
+/// What `jobs bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BenchMode {
+    /// gRPC submit throughput and latency.
+    Grpc,
+    /// REST `POST /jobs` throughput and latency.
+    Rest,
+    /// How fast the running workers drain a backlog.
+    Drain,
+    /// One job's latency from submit to SUCCESS seen.
+    E2e,
+    /// All of them.
+    All,
+}
+
+/// A duration as people write it: `10s`, `500ms`, `2m`, or bare seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or((text, "s"), |at| text.split_at(at));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (10s, 500ms, 2m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+    };
+    std::time::Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| format!("{text:?} must be a positive duration"))
+}
+
 /// `jobs submit`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SubmitArgs {
@@ -264,6 +368,24 @@ impl From<StatusFilter> for pb::JobStatus {
             StatusFilter::Success => pb::JobStatus::Success,
             StatusFilter::Error => pb::JobStatus::Error,
             StatusFilter::Cancelled => pb::JobStatus::Cancelled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_duration;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "0s", "x", "5h", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 }

@@ -17,6 +17,7 @@ use tonic::{
 
 use crate::{
     auth::BearerToken,
+    bench,
     cli::{Cli, Command, DataCommand, StatusFilter, SubmitArgs},
     errors::{self, JobEnded},
     follow::{Bar, follow},
@@ -88,6 +89,7 @@ async fn execute(command: Command, api: &Api, printer: Printer) -> anyhow::Resul
             data_search(api, text, limit, printer).await
         }
         Command::Data(DataCommand::Get { id }) => data_get(api, id, printer).await,
+        Command::Bench(args) => bench::run(api, &args, printer).await,
         // Needs no server, so it works anywhere.
         Command::Completions { shell } => completions(shell, printer),
     }
@@ -95,12 +97,17 @@ async fn execute(command: Command, api: &Api, printer: Printer) -> anyhow::Resul
 
 /// The server and what every call to it carries.
 #[derive(Debug)]
-struct Api {
+pub(crate) struct Api {
     server: String,
     token: BearerToken,
 }
 
 impl Api {
+    /// The bearer token, for calls that do not go through gRPC.
+    pub(crate) fn token(&self) -> &BearerToken {
+        &self.token
+    }
+
     async fn connect(&self) -> anyhow::Result<Authed> {
         let endpoint = Endpoint::from_shared(self.server.clone())
             .map_err(|err| anyhow!("--server {:?} is not a URL: {err}", self.server))?
@@ -112,7 +119,7 @@ impl Api {
     // Answers are not capped at tonic's default 4 MiB: a page of 1000
     // jobs with large params, or the ids of a million-record load, is more,
     // and the server already bounds what it sends.
-    async fn jobs(&self) -> anyhow::Result<JobsClient> {
+    pub(crate) async fn jobs(&self) -> anyhow::Result<JobsClient> {
         Ok(JobServiceClient::new(self.connect().await?).max_decoding_message_size(usize::MAX))
     }
 

@@ -9,6 +9,8 @@
 //! - `cli`: the clap command tree and every help text (exit codes included).
 //! - `commands`: one function per command; each connects, calls, and hands
 //!   the answer to the printer.
+//! - `bench`: `jobs bench`, the load generator: submit throughput and
+//!   latency over gRPC and REST, drain rate, end-to-end latency.
 //! - `follow`: following a job through `WatchJob`, and the progress bar.
 //! - `load`: `data load`, a JSON array read incrementally and streamed to
 //!   `LoadData`.
@@ -17,6 +19,7 @@
 //! - `errors`: the one mapping from a failure to its exit code and message.
 
 mod auth;
+mod bench;
 mod cli;
 mod commands;
 mod errors;

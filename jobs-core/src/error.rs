@@ -83,6 +83,21 @@ impl ValidationError {
         }
     }
 
+    /// The same error about a field inside `parent`: `end` within `jobs[3]`
+    /// is `jobs[3].end`, and `[3].end` within `jobs` is `jobs[3].end`, so an
+    /// error from one item of a batch names where it is.
+    #[must_use]
+    pub fn within(mut self, parent: &str) -> Self {
+        self.field = if self.field.is_empty() {
+            parent.to_owned()
+        } else if self.field.starts_with('[') {
+            format!("{parent}{}", self.field)
+        } else {
+            format!("{parent}.{}", self.field)
+        };
+        self
+    }
+
     /// The field at fault.
     pub fn field(&self) -> &str {
         &self.field
@@ -91,5 +106,20 @@ impl ValidationError {
     /// What is wrong with it.
     pub fn message(&self) -> &str {
         &self.message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_within_a_batch_names_the_item() {
+        let err = ValidationError::new("end", "too small").within("[3]");
+        assert_eq!(err.field(), "[3].end");
+        let err = err.within("jobs");
+        assert_eq!(err.field(), "jobs[3].end");
+        assert_eq!(err.to_string(), "jobs[3].end: too small");
+        assert_eq!(ValidationError::new("", "x").within("[0]").field(), "[0]");
     }
 }

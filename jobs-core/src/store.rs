@@ -170,6 +170,87 @@ pub struct Created {
     pub replayed: bool,
 }
 
+/// The most jobs one [`Store::create_many`] call (`CreateJobs`, an array
+/// posted to `/jobs`) takes: enough to amortise the round trip, small enough
+/// that one script call holds Redis for only milliseconds.
+pub const MAX_BATCH_JOBS: usize = 1000;
+
+/// Checks the size of a batch of submissions: 1 to [`MAX_BATCH_JOBS`] jobs.
+/// The error's field is `jobs`.
+pub fn check_batch_size(len: usize) -> Result<(), ValidationError> {
+    if (1..=MAX_BATCH_JOBS).contains(&len) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "jobs",
+            format!("a batch holds 1 to {MAX_BATCH_JOBS} jobs (got {len})"),
+        ))
+    }
+}
+
+/// What `create.lua` did with a batch.
+#[derive(Debug)]
+enum Saved {
+    /// Every job, created or replayed, in order.
+    Jobs(Vec<Created>),
+    /// The idempotency key of the job at this index was used for a different
+    /// job; nothing was written.
+    KeyReused(usize),
+}
+
+fn key_reused(field: &str) -> Error {
+    ValidationError::new(
+        field,
+        "already used for a different job within the idempotency window",
+    )
+    .into()
+}
+
+/// A submission with what the store decided for it, before it is saved.
+#[derive(Debug)]
+struct Prepared {
+    jid: JobId,
+    /// The params as stored: a JSON object, or empty for none.
+    params: String,
+    max_attempts: u32,
+    timeout_ms: u64,
+}
+
+impl Prepared {
+    /// The job as `create.lua` saved it, from its reply `{create_time, seq}`.
+    fn created(self, new: &NewJob, fields: &[String]) -> Result<Job> {
+        let [create_time, seq] = fields else {
+            return Err(Error::Corrupt("create.lua replied oddly".into()));
+        };
+        let parsed = |text: &str| text.parse::<u64>().ok();
+        let micros = parsed(create_time)
+            .and_then(|micros| i64::try_from(micros).ok())
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .ok_or_else(|| Error::Corrupt(format!("create time {create_time:?}")))?;
+        Ok(Job {
+            jid: self.jid,
+            status: JobStatus::Queued,
+            start: new.start(),
+            end: new.end(),
+            kind: new.kind().to_owned(),
+            params: new.params().clone(),
+            create_time: micros,
+            start_time: None,
+            end_time: None,
+            attempts: 0,
+            error: None,
+            progress: 0.0,
+            max_attempts: self.max_attempts,
+            timeout: Duration::from_millis(self.timeout_ms),
+            history: Vec::new(),
+            version: 1,
+            seq: parsed(seq).unwrap_or_default(),
+            lease: 0,
+            trace_parent: new.trace_parent().cloned(),
+        })
+    }
+}
+
 /// Which page of jobs to list. Built by [`ListQuery::new`], which checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
@@ -317,81 +398,103 @@ impl Store {
     /// the window, returns the job first created instead, and creates
     /// nothing; used for another submission, it is refused.
     pub async fn create(&self, new: &NewJob) -> Result<Created> {
-        let jid = JobId::new_random();
+        match self.save(std::slice::from_ref(new)).await? {
+            Saved::Jobs(mut created) => created
+                .pop()
+                .ok_or_else(|| Error::Corrupt("create.lua returned no job".into())),
+            Saved::KeyReused(_) => Err(key_reused("idempotency_key")),
+        }
+    }
+
+    /// Saves and queues a batch of jobs with one script call, and returns
+    /// them in the order given. Each job is saved and queued as in
+    /// [`Store::create`], idempotency keys included (a key repeated inside the
+    /// batch returns the job its first use created); the whole batch is
+    /// checked before anything is written, so when a key was used for a
+    /// different job, nothing is stored and the error names that job
+    /// (`[3].idempotency_key`). At most [`MAX_BATCH_JOBS`] jobs.
+    pub async fn create_many(&self, jobs: &[NewJob]) -> Result<Vec<Created>> {
+        check_batch_size(jobs.len())?;
+        match self.save(jobs).await? {
+            Saved::Jobs(created) => Ok(created),
+            Saved::KeyReused(index) => Err(key_reused(&format!("[{index}].idempotency_key"))),
+        }
+    }
+
+    /// Runs `create.lua` for the batch.
+    async fn save(&self, jobs: &[NewJob]) -> Result<Saved> {
+        let idempotency_ttl_ms = self.defaults.idempotency_ttl_secs.saturating_mul(1000);
+        let mut invocation = scripts::CREATE.prepare_invoke();
+        invocation
+            .key(self.keys.queue())
+            .key(self.keys.index())
+            .key(self.keys.seq())
+            .key(self.keys.status(JobStatus::Queued))
+            .arg(self.keys.prefix())
+            .arg(idempotency_ttl_ms);
+        let mut prepared = Vec::with_capacity(jobs.len());
+        for new in jobs {
+            let job = self.prepare(new);
+            invocation
+                .key(self.keys.job(&job.jid))
+                .key(
+                    self.keys
+                        .idempotency(new.idempotency_key().unwrap_or_default()),
+                )
+                .arg(job.jid.to_string())
+                .arg(new.start())
+                .arg(new.end())
+                .arg(new.kind())
+                .arg(&job.params)
+                .arg(job.max_attempts)
+                .arg(job.timeout_ms)
+                .arg(new.idempotency_key().unwrap_or_default())
+                .arg(new.trace_parent().map_or("", |parent| parent.as_str()));
+            prepared.push(job);
+        }
+        let mut conn = self.conn.get().await?;
+        let (outcome, reply): (String, redis::Value) = invocation.invoke_async(&mut conn).await?;
+        let odd = |what: &str| Error::Corrupt(format!("create.lua replied oddly: {what}"));
+        if outcome == "mismatch" {
+            let index: String = redis::from_redis_value(reply).map_err(|e| odd(&e.to_string()))?;
+            return Ok(Saved::KeyReused(index.parse().map_err(|_| odd(&index))?));
+        }
+        let replies: Vec<(String, Vec<String>)> =
+            redis::from_redis_value(reply).map_err(|e| odd(&e.to_string()))?;
+        if replies.len() != jobs.len() {
+            return Err(odd("one reply per job expected"));
+        }
+        replies
+            .into_iter()
+            .zip(jobs.iter().zip(prepared))
+            .map(|((outcome, fields), (new, job))| match outcome.as_str() {
+                "existing" => Ok(Created {
+                    job: record::job_from_pairs(fields)?,
+                    replayed: true,
+                }),
+                _ => Ok(Created {
+                    job: job.created(new, &fields)?,
+                    replayed: false,
+                }),
+            })
+            .collect::<Result<_>>()
+            .map(Saved::Jobs)
+    }
+
+    /// What the store adds to a submission: its id and the defaults.
+    fn prepare(&self, new: &NewJob) -> Prepared {
         let params = if new.params().is_empty() {
             String::new()
         } else {
             serde_json::Value::Object(new.params().clone()).to_string()
         };
-        let max_attempts = new.max_attempts().unwrap_or(self.defaults.max_attempts);
-        let timeout_ms = new.timeout().map_or(self.defaults.run_timeout_ms, |t| {
-            u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
-        });
-        let idempotency_key = new.idempotency_key().unwrap_or_default();
-        let mut conn = self.conn.get().await?;
-        let (outcome, fields): (String, Vec<String>) = scripts::CREATE
-            .key(self.keys.job(&jid))
-            .key(self.keys.queue())
-            .key(self.keys.index())
-            .key(self.keys.seq())
-            .key(self.keys.status(JobStatus::Queued))
-            .key(self.keys.idempotency(idempotency_key))
-            .arg(jid.to_string())
-            .arg(new.start())
-            .arg(new.end())
-            .arg(new.kind())
-            .arg(params)
-            .arg(max_attempts)
-            .arg(timeout_ms)
-            .arg(idempotency_key)
-            .arg(self.defaults.idempotency_ttl_secs.saturating_mul(1000))
-            .arg(self.keys.prefix())
-            .arg(new.trace_parent().map_or("", |parent| parent.as_str()))
-            .invoke_async(&mut conn)
-            .await?;
-        match outcome.as_str() {
-            "mismatch" => Err(ValidationError::new(
-                "idempotency_key",
-                "already used for a different job within the idempotency window",
-            )
-            .into()),
-            "existing" => Ok(Created {
-                job: record::job_from_pairs(fields)?,
-                replayed: true,
+        Prepared {
+            jid: JobId::new_random(),
+            params,
+            max_attempts: new.max_attempts().unwrap_or(self.defaults.max_attempts),
+            timeout_ms: new.timeout().map_or(self.defaults.run_timeout_ms, |t| {
+                u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
             }),
-            _ => {
-                let [create_time, seq] = <[String; 2]>::try_from(fields)
-                    .map_err(|_| Error::Corrupt("create.lua replied oddly".into()))?;
-                let parsed = |text: &str| text.parse::<u64>().ok();
-                let micros = parsed(&create_time)
-                    .and_then(|micros| i64::try_from(micros).ok())
-                    .and_then(chrono::DateTime::from_timestamp_micros)
-                    .ok_or_else(|| Error::Corrupt(format!("create time {create_time:?}")))?;
-                Ok(Created {
-                    job: Job {
-                        jid,
-                        status: JobStatus::Queued,
-                        start: new.start(),
-                        end: new.end(),
-                        kind: new.kind().to_owned(),
-                        params: new.params().clone(),
-                        create_time: micros,
-                        start_time: None,
-                        end_time: None,
-                        attempts: 0,
-                        error: None,
-                        progress: 0.0,
-                        max_attempts,
-                        timeout: Duration::from_millis(timeout_ms),
-                        history: Vec::new(),
-                        version: 1,
-                        seq: parsed(&seq).unwrap_or_default(),
-                        lease: 0,
-                        trace_parent: new.trace_parent().cloned(),
-                    },
-                    replayed: false,
-                })
-            }
         }
     }
 

@@ -588,3 +588,86 @@ async fn queue_stats_count_waiting_running_and_delayed_jobs() {
     assert_eq!((stats.waiting, stats.running), (0, 2));
     assert_eq!(stats.oldest_waiting, None);
 }
+
+#[tokio::test]
+async fn a_batch_is_saved_and_queued_in_order_with_one_call() {
+    let redis = TestRedis::start();
+    let (store, _) = setup(&redis).await;
+    let batch: Vec<NewJob> = (0..5)
+        .map(|i| NewJob::parse(i, i + 10, "sum", None).unwrap())
+        .collect();
+    let created = store.create_many(&batch).await.unwrap();
+    let starts: Vec<i64> = created.iter().map(|c| c.job.start).collect();
+    assert_eq!(starts, [0, 1, 2, 3, 4]);
+    assert!(created.iter().all(|c| !c.replayed));
+    for created in &created {
+        assert_eq!(store.get(&created.job.jid).await.unwrap(), created.job);
+    }
+    assert_eq!(stream_len(&redis), 5);
+    // Creation order is the batch's order: the list shows the last first.
+    let page = store
+        .list(&ListQuery::new(10, "", None).unwrap())
+        .await
+        .unwrap();
+    let listed: Vec<i64> = page.jobs.iter().map(|job| job.start).collect();
+    assert_eq!(listed, [4, 3, 2, 1, 0]);
+}
+
+#[tokio::test]
+async fn a_batch_outside_the_bounds_is_refused() {
+    let redis = TestRedis::start();
+    let (store, _) = setup(&redis).await;
+    let keys_before = redis.keys();
+    let err = store.create_many(&[]).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid(e) if e.field() == "jobs"),
+        "{err:?}"
+    );
+    let too_many = vec![NewJob::parse(1, 2, "sum", None).unwrap(); jobs_core::MAX_BATCH_JOBS + 1];
+    let err = store.create_many(&too_many).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid(e) if e.field() == "jobs"),
+        "{err:?}"
+    );
+    assert_eq!(redis.keys(), keys_before, "nothing stored");
+    assert_eq!(stream_len(&redis), 0);
+}
+
+#[tokio::test]
+async fn idempotency_keys_work_inside_a_batch() {
+    let redis = TestRedis::start();
+    let (store, _) = setup(&redis).await;
+    let keyed = |start, key: &str| {
+        let new = NewJob::parse(start, 9, "sum", None).unwrap();
+        if key.is_empty() {
+            new
+        } else {
+            new.with_idempotency_key(key).unwrap()
+        }
+    };
+    let earlier = store.create(&keyed(1, "a")).await.unwrap();
+    // "a" was used before the batch, "b" twice inside it.
+    let batch = [keyed(1, "a"), keyed(2, "b"), keyed(2, "b"), keyed(3, "")];
+    let created = store.create_many(&batch).await.unwrap();
+    let replayed: Vec<bool> = created.iter().map(|c| c.replayed).collect();
+    assert_eq!(replayed, [true, false, true, false]);
+    assert_eq!(created[0].job.jid, earlier.job.jid);
+    assert_eq!(created[1].job.jid, created[2].job.jid);
+    assert_eq!(stream_len(&redis), 3, "each job queued once");
+
+    // A key reused for another job, before or inside the batch: the whole
+    // batch is refused, naming the job, and nothing more is stored.
+    let keys_before = redis.keys().len();
+    for batch in [
+        vec![keyed(5, "fresh"), keyed(7, "a")],
+        vec![keyed(5, "c"), keyed(6, "c")],
+    ] {
+        let err = store.create_many(&batch).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid(e) if e.field() == "[1].idempotency_key"),
+            "{err:?}"
+        );
+    }
+    assert_eq!(redis.keys().len(), keys_before);
+    assert_eq!(stream_len(&redis), 3);
+}

@@ -141,6 +141,20 @@ impl TryFrom<pb::CreateJobRequest> for NewJob {
     }
 }
 
+/// A batch of submissions, each checked as [`NewJob`] from a
+/// `CreateJobRequest` is; the first bad one is named by its place
+/// (`jobs[3].end`). The batch's size is checked first, so an oversized one
+/// is refused before any job is parsed.
+pub fn new_jobs(request: pb::CreateJobsRequest) -> Result<Vec<NewJob>, ValidationError> {
+    jobs_core::check_batch_size(request.jobs.len())?;
+    request
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, job)| NewJob::try_from(job).map_err(|err| err.within(&format!("jobs[{i}]"))))
+        .collect()
+}
+
 impl From<JobOutcome> for pb::GetJobResultResponse {
     fn from(outcome: JobOutcome) -> Self {
         pb::GetJobResultResponse {
@@ -274,6 +288,7 @@ mod tests {
             methods,
             [
                 "CreateJob",
+                "CreateJobs",
                 "GetJob",
                 "ListJobs",
                 "GetJobResult",
@@ -281,7 +296,7 @@ mod tests {
                 "CancelJob"
             ]
         );
-        assert!(service.method[4].server_streaming());
+        assert!(service.method[5].server_streaming());
         // Imports travel with it, so reflection clients can resolve them.
         assert!(
             set.file
@@ -299,6 +314,27 @@ mod tests {
                 .as_ref()
                 .is_some_and(|info| !info.location.is_empty())
         );
+    }
+
+    #[test]
+    fn a_batch_names_the_job_at_fault() {
+        let job = |start, end| pb::CreateJobRequest {
+            start,
+            end,
+            ..Default::default()
+        };
+        let ok = new_jobs(pb::CreateJobsRequest {
+            jobs: vec![job(1, 2), job(3, 4)],
+        })
+        .unwrap();
+        assert_eq!(ok.len(), 2);
+        let err = new_jobs(pb::CreateJobsRequest {
+            jobs: vec![job(1, 2), job(5, 1)],
+        })
+        .unwrap_err();
+        assert_eq!(err.field(), "jobs[1].end");
+        let err = new_jobs(pb::CreateJobsRequest { jobs: vec![] }).unwrap_err();
+        assert_eq!(err.field(), "jobs");
     }
 
     #[test]

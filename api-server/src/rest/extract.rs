@@ -68,6 +68,14 @@ fn json_problem(err: serde_json::Error, path: Option<String>) -> Problem {
     use serde_json::error::Category;
     match (err.classify(), path) {
         (Category::Data, Some(path)) => {
+            // A field missing from an object inside the body, such as a job
+            // of an array: the path names the object, the message the field.
+            // (An unknown field is in the path already.)
+            let message = err.to_string();
+            let path = match named_field(&message) {
+                Some(field) if message.starts_with("missing field") => format!("{path}.{field}"),
+                _ => path,
+            };
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{path}: {err}"))
                 .with_field(path)
         }
@@ -213,6 +221,10 @@ mod tests {
         assert_eq!(problem.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let problem = parse::<Object<Body>>(br#"{"start": "x"}"#).unwrap_err();
         assert_eq!(problem.field.as_deref(), Some("start"));
+        let problem = parse::<Vec<Body>>(br#"[{"start": 1}, {"strat": 1}]"#).unwrap_err();
+        assert_eq!(problem.field.as_deref(), Some("[1].strat"));
+        let problem = parse::<Vec<Body>>(br#"[{"start": 1}, {"inner": null}]"#).unwrap_err();
+        assert_eq!(problem.field.as_deref(), Some("[1].start"));
         let problem = parse::<Body>(br#"{}"#).unwrap_err();
         assert_eq!(problem.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(problem.field.as_deref(), Some("start"));

@@ -9,11 +9,21 @@ use axum::{
 };
 use chrono::SecondsFormat;
 use jobs_core::{
-    Job, JobId, JobOutcome, JobStatus, ListQuery, NewJob, Params, Timestamp, integer_text,
+    Job, JobId, JobOutcome, JobStatus, ListQuery, MAX_BATCH_JOBS, MAX_IDEMPOTENCY_KEY_BYTES,
+    NewJob, Params, Timestamp, TraceParent, integer_text,
 };
-use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
+use serde::{
+    Deserialize, Deserializer, Serialize,
+    de::{Error as _, MapAccess, SeqAccess, Visitor, value::MapAccessDeserializer},
+};
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{
+    IntoParams, ToSchema,
+    openapi::{
+        RefOr,
+        schema::{ArrayBuilder, OneOfBuilder, Ref, Schema},
+    },
+};
 
 use super::{
     AppState, Problem, TAG_JOBS,
@@ -242,6 +252,25 @@ pub(crate) struct CreateJob {
     timeout_ms: Option<u64>,
 }
 
+impl CreateJob {
+    /// The job this body asks for; the error names the field.
+    fn parse(self) -> Result<NewJob, jobs_core::ValidationError> {
+        let mut new = NewJob::parse(
+            self.start,
+            self.end,
+            self.kind.as_deref().unwrap_or_default(),
+            self.params,
+        )?;
+        if let Some(attempts) = self.max_attempts {
+            new = new.with_max_attempts(attempts)?;
+        }
+        if let Some(millis) = self.timeout_ms {
+            new = new.with_timeout(std::time::Duration::from_millis(millis))?;
+        }
+        Ok(new)
+    }
+}
+
 /// A 64-bit integer however JSON writes it: `2.0` and `2e3` are whole
 /// numbers to JSON Schema and to many encoders, so they are taken too.
 fn whole_i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
@@ -328,16 +357,104 @@ fn parse_jid(text: &str) -> Result<JobId, Problem> {
     JobId::parse(text).map_err(problem)
 }
 
-/// Create a job.
+/// The body of `POST /jobs`: one job, or an array of 1 to
+/// [`MAX_BATCH_JOBS`] jobs.
+#[derive(Debug)]
+pub(crate) enum CreateBody {
+    /// One job: the classic contract.
+    One(CreateJob),
+    /// A batch, created with one store call.
+    Many(Vec<CreateJob>),
+}
+
+impl<'de> Deserialize<'de> for CreateBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BodyVisitor;
+
+        impl<'de> Visitor<'de> for BodyVisitor {
+            type Value = CreateBody;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object (a job) or an array of them")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<CreateBody, A::Error> {
+                CreateJob::deserialize(MapAccessDeserializer::new(map)).map(CreateBody::One)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CreateBody, A::Error> {
+                let mut jobs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH_JOBS));
+                // Each element goes through `Object`, as a single job does,
+                // so `[[1, 2]]` is refused too.
+                while let Some(Object(job)) = seq.next_element::<Object<CreateJob>>()? {
+                    jobs.push(job);
+                }
+                Ok(CreateBody::Many(jobs))
+            }
+        }
+
+        deserializer.deserialize_any(BodyVisitor)
+    }
+}
+
+// By hand: utoipa derives no `oneOf` of an object and an array of it with
+// the array's bounds.
+impl utoipa::PartialSchema for CreateBody {
+    fn schema() -> RefOr<Schema> {
+        let job = || Ref::from_schema_name(<CreateJob as ToSchema>::name());
+        OneOfBuilder::new()
+            .item(job())
+            .item(
+                ArrayBuilder::new()
+                    .items(job())
+                    .min_items(Some(1))
+                    .max_items(Some(MAX_BATCH_JOBS)),
+            )
+            .description(Some(
+                "One job, or an array of 1 to 1000 jobs created together",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for CreateBody {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            <CreateJob as ToSchema>::name().into_owned(),
+            <CreateJob as utoipa::PartialSchema>::schema(),
+        ));
+        <CreateJob as ToSchema>::schemas(schemas);
+    }
+}
+
+/// What `POST /jobs` answers: the job, or the array of jobs (untagged,
+/// so each is written as itself).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum Created {
+    /// The job, for one job.
+    One(Box<JobJson>),
+    /// The jobs, in the order sent, for an array.
+    Many(Vec<JobJson>),
+}
+
+/// Create a job, or many.
 ///
 /// Saves and queues the job in one atomic step, and returns it with status
 /// `QUEUED`. Nothing is stored when the request is refused.
+///
+/// An array of jobs (1 to 1000) is created with one store call and answered
+/// with the array of jobs, in order, without a `Location`. Every job is
+/// checked first: one bad job refuses the whole array, naming it by its
+/// index (`[3].end`), and nothing is stored. With an `Idempotency-Key`, job
+/// `i` of the array gets the key `{key}#{i}`, so repeating the same array
+/// returns the same jobs (200 when none was new).
 #[utoipa::path(
     post, path = "/jobs", operation_id = "create_job", tag = TAG_JOBS,
-    request_body(content = CreateJob, content_type = "application/json"),
+    request_body(content = CreateBody, content_type = "application/json"),
     responses(
-        (status = 201, description = "The job, queued", body = JobJson,
-            headers(("Location" = String, description = "The job's URL, `/jobs/{jid}`"))),
+        (status = 201, description = "The job, queued; for an array, the array of jobs, in order", body = Created,
+            headers(("Location" = String, description = "The job's URL, `/jobs/{jid}` (one job only)"))),
         (status = 400, description = "Malformed JSON, or a value the job cannot take (the field is named)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
@@ -348,34 +465,37 @@ fn parse_jid(text: &str) -> Result<JobId, Problem> {
 pub(crate) async fn create(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    Json(Object(body)): Json<Object<CreateJob>>,
+    Json(body): Json<CreateBody>,
 ) -> Result<Response, Problem> {
-    let mut new = NewJob::parse(
-        body.start,
-        body.end,
-        body.kind.as_deref().unwrap_or_default(),
-        body.params,
-    )
-    .map_err(problem)?;
-    if let Some(attempts) = body.max_attempts {
-        new = new.with_max_attempts(attempts).map_err(problem)?;
-    }
-    if let Some(millis) = body.timeout_ms {
-        new = new
-            .with_timeout(std::time::Duration::from_millis(millis))
-            .map_err(problem)?;
-    }
-    if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
-        let key = key.to_str().map_err(|_| {
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(key) => Some(key.to_str().map_err(|_| {
             problem(jobs_core::ValidationError::new(
                 "Idempotency-Key",
                 "must be visible ASCII",
             ))
-        })?;
+        })?),
+    };
+    let caller = headers.get(TRACEPARENT).map(|value| value.as_bytes());
+    let parent = jobs_worker::telemetry::trace_parent_to_store(caller);
+    match body {
+        CreateBody::One(body) => create_one(&state, body, key, parent).await,
+        CreateBody::Many(bodies) => create_many(&state, bodies, key, parent).await,
+    }
+}
+
+/// The classic contract: 201, `Location`, the job.
+async fn create_one(
+    state: &AppState,
+    body: CreateJob,
+    key: Option<&str>,
+    parent: Option<TraceParent>,
+) -> Result<Response, Problem> {
+    let mut new = body.parse().map_err(problem)?;
+    if let Some(key) = key {
         new = new.with_idempotency_key(key).map_err(problem)?;
     }
-    let caller = headers.get(TRACEPARENT).map(|value| value.as_bytes());
-    if let Some(parent) = jobs_worker::telemetry::trace_parent_to_store(caller) {
+    if let Some(parent) = parent {
         new = new.with_trace_parent(parent);
     }
     let created = state.store.create(&new).await.map_err(problem)?;
@@ -396,9 +516,61 @@ pub(crate) async fn create(
     Ok((
         status,
         [(header::LOCATION, location)],
-        axum::Json(JobJson::from(job)),
+        axum::Json(Created::One(Box::new(JobJson::from(job)))),
     )
         .into_response())
+}
+
+/// An array: every job checked, then one store call; 201 and the jobs.
+async fn create_many(
+    state: &AppState,
+    bodies: Vec<CreateJob>,
+    key: Option<&str>,
+    parent: Option<TraceParent>,
+) -> Result<Response, Problem> {
+    // About the whole body, so no field is named.
+    jobs_core::check_batch_size(bodies.len())
+        .map_err(|err| Problem::new(StatusCode::BAD_REQUEST, err.message()))?;
+    let mut batch = Vec::with_capacity(bodies.len());
+    for (i, body) in bodies.into_iter().enumerate() {
+        let at = |err: jobs_core::ValidationError| problem(err.within(&format!("[{i}]")));
+        let mut new = body.parse().map_err(at)?;
+        if let Some(key) = key {
+            new = new
+                .with_idempotency_key(&format!("{key}#{i}"))
+                .map_err(|_| {
+                    problem(jobs_core::ValidationError::new(
+                        "Idempotency-Key",
+                        format!(
+                            "with an array, must be 1 to {} bytes (each job's key is the \
+                             header's value and `#` and its index)",
+                            MAX_IDEMPOTENCY_KEY_BYTES - 4
+                        ),
+                    ))
+                })?;
+        }
+        if let Some(parent) = &parent {
+            new = new.with_trace_parent(parent.clone());
+        }
+        batch.push(new);
+    }
+    let created = state.store.create_many(&batch).await.map_err(problem)?;
+    let replayed = created.iter().all(|created| created.replayed);
+    let mut jobs = Vec::with_capacity(created.len());
+    for created in created {
+        if !created.replayed {
+            state.observer.created(&created.job.kind);
+        }
+        jobs.push(JobJson::from(created.job));
+    }
+    tracing::debug!(count = jobs.len(), replayed, "jobs created");
+    // A repeat of the same array with the same key created nothing.
+    let status = if replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, axum::Json(Created::Many(jobs))).into_response())
 }
 
 /// List jobs.

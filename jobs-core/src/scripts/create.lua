@@ -1,71 +1,112 @@
--- create.lua: save a new job and queue its id, atomically; or, for a repeated
--- idempotency key, return the job first created with it.
+-- create.lua: save new jobs and queue their ids, atomically; or, for a
+-- repeated idempotency key, return the job first created with it. One call
+-- takes a batch (one job for CreateJob, many for CreateJobs): every
+-- idempotency key is checked before anything is written, so a batch with a
+-- key reused for a different job stores nothing.
 --
--- KEYS[1]  job hash              {prefix}:job:{jid}
--- KEYS[2]  queue stream          {prefix}:queue
--- KEYS[3]  index of all jobs     {prefix}:index        (zset, score = seq)
--- KEYS[4]  creation counter      {prefix}:seq          (string)
--- KEYS[5]  index of QUEUED jobs  {prefix}:status:QUEUED (zset, score = seq)
--- KEYS[6]  idempotency record    {prefix}:idem:{key}   (hash; unused when ARGV[8] is "")
--- ARGV[1]  jid
--- ARGV[2]  start
--- ARGV[3]  end
--- ARGV[4]  kind
--- ARGV[5]  params as a JSON object, or "" for none
--- ARGV[6]  max attempts
--- ARGV[7]  run timeout in milliseconds
--- ARGV[8]  idempotency key, or "" for none
--- ARGV[9]  how long an idempotency key is remembered, in milliseconds
--- ARGV[10] key prefix
--- ARGV[11] the submitter's W3C traceparent, or "" for none; not part of the
---          idempotency fingerprint (a retry may come from another trace)
+-- KEYS[1]  queue stream          {prefix}:queue
+-- KEYS[2]  index of all jobs     {prefix}:index        (zset, score = seq)
+-- KEYS[3]  creation counter      {prefix}:seq          (string)
+-- KEYS[4]  index of QUEUED jobs  {prefix}:status:QUEUED (zset, score = seq)
+-- then for job i (from 0), two keys:
+-- KEYS[5+2i]  job hash              {prefix}:job:{jid}
+-- KEYS[6+2i]  idempotency record    {prefix}:idem:{key} (unused when its key is "")
+-- ARGV[1]  key prefix
+-- ARGV[2]  how long an idempotency key is remembered, in milliseconds
+-- then for job i, nine values from ARGV[3+9i]:
+--   jid, start, end, kind, params as a JSON object (or "" for none),
+--   max attempts, run timeout in milliseconds, idempotency key (or "" for
+--   none), the submitter's W3C traceparent (or "" for none; not part of the
+--   idempotency fingerprint: a retry may come from another trace)
 --
--- Returns {outcome, values}: "created" with {create_time, seq} (the caller
--- knows the rest), "existing" with {field, value, ...} of the job first
--- created under the same idempotency key, or "mismatch" (and nothing) when
--- that key was used with other parameters. Times are microseconds since the
--- Unix epoch on Redis's clock.
+-- Returns {"ok", replies} when every key fits, with one {outcome, values}
+-- per job, in order:
+-- "created" with {create_time, seq} (the caller knows the rest), or
+-- "existing" with {field, value, ...} of the job first created under the
+-- same idempotency key (which may be an earlier job of the same batch).
+-- Returns {"mismatch", "i"} (i from 0), and writes nothing, when job i's key
+-- was used with other parameters. Times are microseconds since the Unix
+-- epoch on Redis's clock.
 
-local fingerprint
-if ARGV[8] ~= '' then
-  fingerprint = redis.sha1hex(table.concat(
-    {ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]}, '\n'))
-  local seen = redis.call('HMGET', KEYS[6], 'jid', 'fingerprint')
-  if seen[1] then
-    if seen[2] ~= fingerprint then
-      return {'mismatch', {}}
-    end
-    local fields = redis.call('HGETALL', ARGV[10] .. ':job:' .. seen[1])
-    -- A job past its retention is gone; the key then creates a new one.
-    if #fields > 0 then
-      return {'existing', fields}
+local PER_JOB = 9
+local count = (#ARGV - 2) / PER_JOB
+
+local function arg(i, n)
+  return ARGV[2 + i * PER_JOB + n]
+end
+
+local function fingerprint(i)
+  return redis.sha1hex(table.concat(
+    {arg(i, 2), arg(i, 3), arg(i, 4), arg(i, 5), arg(i, 6), arg(i, 7)}, '\n'))
+end
+
+-- First pass: refuse the batch before any write if a key is taken by
+-- another submission, in Redis or earlier in this batch.
+local prints = {}
+local in_batch = {}
+for i = 0, count - 1 do
+  local key = arg(i, 8)
+  if key ~= '' then
+    prints[i] = fingerprint(i)
+    local earlier = in_batch[key]
+    if earlier then
+      if earlier ~= prints[i] then
+        return {'mismatch', tostring(i)}
+      end
+    else
+      in_batch[key] = prints[i]
+      local seen = redis.call('HMGET', KEYS[6 + 2 * i], 'jid', 'fingerprint')
+      if seen[1] and seen[2] ~= prints[i] then
+        return {'mismatch', tostring(i)}
+      end
     end
   end
 end
 
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.error_reply('DUPLICATE job ' .. ARGV[1] .. ' already exists')
-end
-
 local t = redis.call('TIME')
 local now = t[1] .. string.format('%06d', tonumber(t[2]))
-local seq = redis.call('INCR', KEYS[4])
+local replies = {}
 
-redis.call('HSET', KEYS[1],
-  'jid', ARGV[1], 'status', 'QUEUED', 'start', ARGV[2], 'end', ARGV[3],
-  'kind', ARGV[4], 'params', ARGV[5], 'create_time', now,
-  'attempts', 0, 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7],
-  'lease', 0, 'progress', 0, 'version', 1, 'seq', seq)
-if ARGV[11] ~= '' then
-  redis.call('HSET', KEYS[1], 'traceparent', ARGV[11])
+for i = 0, count - 1 do
+  local job_key = KEYS[5 + 2 * i]
+  local idem_key = KEYS[6 + 2 * i]
+  local jid = arg(i, 1)
+  local existing
+  if prints[i] then
+    local seen = redis.call('HGET', idem_key, 'jid')
+    -- A job past its retention is gone; its key then creates a new one.
+    if seen then
+      local fields = redis.call('HGETALL', ARGV[1] .. ':job:' .. seen)
+      if #fields > 0 then
+        existing = fields
+      end
+    end
+  end
+
+  if existing then
+    replies[#replies + 1] = {'existing', existing}
+  else
+    if redis.call('EXISTS', job_key) == 1 then
+      return redis.error_reply('DUPLICATE job ' .. jid .. ' already exists')
+    end
+    local seq = redis.call('INCR', KEYS[3])
+    redis.call('HSET', job_key,
+      'jid', jid, 'status', 'QUEUED', 'start', arg(i, 2), 'end', arg(i, 3),
+      'kind', arg(i, 4), 'params', arg(i, 5), 'create_time', now,
+      'attempts', 0, 'max_attempts', arg(i, 6), 'timeout_ms', arg(i, 7),
+      'lease', 0, 'progress', 0, 'version', 1, 'seq', seq)
+    if arg(i, 9) ~= '' then
+      redis.call('HSET', job_key, 'traceparent', arg(i, 9))
+    end
+    redis.call('ZADD', KEYS[2], seq, jid)
+    redis.call('ZADD', KEYS[4], seq, jid)
+    redis.call('XADD', KEYS[1], '*', 'jid', jid)
+    if prints[i] then
+      redis.call('HSET', idem_key, 'jid', jid, 'fingerprint', prints[i])
+      redis.call('PEXPIRE', idem_key, ARGV[2])
+    end
+    replies[#replies + 1] = {'created', {now, seq}}
+  end
 end
-redis.call('ZADD', KEYS[3], seq, ARGV[1])
-redis.call('ZADD', KEYS[5], seq, ARGV[1])
-redis.call('XADD', KEYS[2], '*', 'jid', ARGV[1])
 
-if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[6], 'jid', ARGV[1], 'fingerprint', fingerprint)
-  redis.call('PEXPIRE', KEYS[6], ARGV[9])
-end
-
-return {'created', {now, seq}}
+return {'ok', replies}

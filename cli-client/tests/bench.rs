@@ -1,0 +1,232 @@
+//! `jobs bench` against the real server with in-process workers (`--dev`):
+//! every mode runs, with small counts, and `--output json` reports what was
+//! sent with plausible numbers. Nothing here is timed.
+
+#![allow(clippy::unwrap_used)] // a test fails loudly on the first broken assumption
+
+use std::process::Output;
+
+use clap::Parser;
+use jobs_testkit::TestRedis;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    grpc: String,
+    rest: String,
+    shutdown: CancellationToken,
+    _redis: TestRedis,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The API with in-process workers on port 0, and these extra flags.
+async fn server(flags: &[&str]) -> Server {
+    let redis = TestRedis::start();
+    let mut args = vec![
+        "jobs-api",
+        "--dev",
+        "--redis-url",
+        redis.url(),
+        "--key-prefix",
+        redis.prefix(),
+    ];
+    args.extend(flags);
+    let config = jobs_api::Config::parse_from(args);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = format!("http://{}", listener.local_addr().unwrap());
+    let rest = format!("http://{}", http.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move { jobs_api::run(&config, listener, http, token).await });
+    Server {
+        grpc,
+        rest,
+        shutdown,
+        _redis: redis,
+    }
+}
+
+/// Runs `jobs bench` with these flags; the binary runs off the test's
+/// runtime so the in-process server keeps serving.
+async fn bench(server: &Server, flags: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jobs"));
+    command
+        .args([
+            "--server",
+            &server.grpc,
+            "bench",
+            "--rest-url",
+            &server.rest,
+        ])
+        .args(flags)
+        .env_remove("JOBS_SERVER")
+        .env_remove("JOBS_API_TOKEN")
+        .env_remove("JOBS_REST_URL");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn json_report(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "jobs bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "not one JSON document ({err}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+fn number(value: &Value, path: &str) -> f64 {
+    value
+        .pointer(path)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{path} missing from {value}"))
+}
+
+/// Percentiles present, positive and never decreasing.
+fn assert_latencies(report: &Value, mode: &str) {
+    let at = |p: &str| number(report, &format!("/{mode}/latency_ms/{p}"));
+    let ordered = ["p50", "p90", "p99", "p999", "max"].map(at);
+    assert!(ordered[0] > 0.0, "{mode}: {report}");
+    assert!(
+        ordered.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{mode} percentiles decrease: {ordered:?}"
+    );
+    assert!(at("mean") > 0.0 && at("mean") <= ordered[4]);
+}
+
+/// A submit mode's report: what was sent, and rates that add up.
+fn assert_load(report: &Value, mode: &str, jobs: f64, requests: f64) {
+    assert_eq!(number(report, &format!("/{mode}/jobs")), jobs, "{report}");
+    assert_eq!(number(report, &format!("/{mode}/requests")), requests);
+    let elapsed = number(report, &format!("/{mode}/elapsed_secs"));
+    let rate = number(report, &format!("/{mode}/jobs_per_sec"));
+    assert!(elapsed > 0.0);
+    assert!(
+        (rate * elapsed - jobs).abs() < 1.0,
+        "{rate} * {elapsed} != {jobs}"
+    );
+    assert_latencies(report, mode);
+}
+
+#[tokio::test]
+async fn grpc_and_rest_modes_send_exactly_the_count() {
+    let server = server(&[]).await;
+    let flags = ["--count", "60", "--concurrency", "4", "--duration", "60s"];
+    for mode in ["grpc", "rest"] {
+        let output = bench(
+            &server,
+            &[&["--mode", mode, "-o", "json"], &flags[..]].concat(),
+            &[],
+        )
+        .await;
+        let report = json_report(&output);
+        assert_load(&report, mode, 60.0, 60.0);
+        assert!(report.get("drain").is_none() && report.get("e2e").is_none());
+        assert_eq!(report["settings"]["concurrency"], 4);
+    }
+    // Batched: CreateJobs and arrays; the last request takes the remainder.
+    for mode in ["grpc", "rest"] {
+        let output = bench(
+            &server,
+            &[&["--mode", mode, "-o", "json", "--batch", "25"], &flags[..]].concat(),
+            &[],
+        )
+        .await;
+        assert_load(&json_report(&output), mode, 60.0, 3.0);
+    }
+}
+
+#[tokio::test]
+async fn drain_and_e2e_modes_wait_for_the_workers() {
+    let server = server(&[]).await;
+    let output = bench(
+        &server,
+        &["--mode", "drain", "--drain-jobs", "1500", "-o", "json"],
+        &[],
+    )
+    .await;
+    let report = json_report(&output);
+    assert_eq!(number(&report, "/drain/jobs"), 1500.0);
+    let drain = number(&report, "/drain/drain_secs");
+    assert!(drain > 0.0 && drain <= number(&report, "/drain/total_secs"));
+    assert!(number(&report, "/drain/jobs_per_sec") > 0.0);
+
+    let output = bench(
+        &server,
+        &["--mode", "e2e", "--samples", "20", "-o", "json"],
+        &[],
+    )
+    .await;
+    let report = json_report(&output);
+    assert_eq!(number(&report, "/e2e/samples"), 20.0);
+    assert_latencies(&report, "e2e");
+}
+
+#[tokio::test]
+async fn all_modes_print_a_table_and_honour_the_token() {
+    let server = server(&["--api-token", "s3cret"]).await;
+    let flags = [
+        "--count",
+        "20",
+        "--drain-jobs",
+        "50",
+        "--samples",
+        "5",
+        "-c",
+        "2",
+    ];
+    // Without the token, the first call is refused, with the usual message.
+    let refused = bench(&server, &flags, &[]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("requires a token"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let output = bench(&server, &flags, &[("JOBS_API_TOKEN", "s3cret")]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("MODE"), "{text}");
+    for (mode, jobs) in [
+        ("e2e", "5"),
+        ("drain", "50"),
+        ("grpc", "20"),
+        ("rest", "20"),
+    ] {
+        let row = lines
+            .iter()
+            .find(|line| line.starts_with(mode))
+            .unwrap_or_else(|| panic!("no {mode} row in {text}"));
+        assert_eq!(row.split_whitespace().nth(1), Some(jobs), "{row}");
+    }
+    let json = bench(
+        &server,
+        &[&flags[..], &["-o", "json"]].concat(),
+        &[("JOBS_API_TOKEN", "s3cret")],
+    )
+    .await;
+    let report = json_report(&json);
+    for key in ["settings", "grpc", "rest", "drain", "e2e"] {
+        assert!(report.get(key).is_some(), "{key} missing: {report}");
+    }
+}
