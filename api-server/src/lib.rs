@@ -26,15 +26,17 @@ mod rest;
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use jobs_core::{Dataset, JobDefaults, RedisConfig, Retention, Store};
 use jobs_proto::pb::{
     data_service_server::DataServiceServer, job_service_server::JobServiceServer,
 };
 use jobs_worker::{Registry, WorkerConfig, WorkerMetrics, telemetry::TracingConfig};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{server::NamedService, service::interceptor::InterceptedService};
+use tonic::{
+    server::NamedService, service::interceptor::InterceptedService, transport::server::TcpIncoming,
+};
 
 /// The largest gRPC message the server accepts.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -184,15 +186,25 @@ pub async fn run(
             .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
             .add_service(InterceptedService::new(jobs, auth.clone()))
             .add_service(InterceptedService::new(data, auth))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.cancelled())
+            .serve_with_incoming_shutdown(
+                // Watch streams send small messages: Nagle's algorithm would
+                // hold each one back for the client's delayed acknowledgement.
+                TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                shutdown.cancelled(),
+            )
             .await
             .context("gRPC server")
     };
     let http_server = async {
-        axum::serve(http, rest)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("REST gateway")
+        axum::serve(
+            http.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            rest,
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("REST gateway")
     };
     // Either failing stops both (try_join drops the other).
     tokio::try_join!(grpc_server, http_server)?;
