@@ -294,28 +294,15 @@ impl Queue {
             .arg(&*self.consumer)
             .arg(max)
             .arg(self.keys.prefix())
-            .arg(self.lease_ms());
+            .arg(self.lease_ms())
+            .arg(CLAIM_FIELDS.len())
+            .arg(&CLAIM_FIELDS[..]);
         for (id, jid) in delivered {
             invocation.arg(id).arg(jid);
         }
         let mut conn = self.conn.clone();
-        let rows: Vec<Vec<String>> = invocation.invoke_async(&mut conn).await?;
-        rows.into_iter()
-            .map(|mut row| {
-                if row.is_empty() {
-                    return Err(Error::Corrupt("empty claim row".into()));
-                }
-                let entry_id = row.remove(0);
-                let job = record::job_from_pairs(row)?;
-                let lease = Lease {
-                    entry_id,
-                    jid: job.jid,
-                    attempt: job.attempts,
-                    token: job.lease,
-                };
-                Ok(Claimed { job, lease })
-            })
-            .collect()
+        let rows: Vec<Vec<Option<String>>> = invocation.invoke_async(&mut conn).await?;
+        rows.into_iter().map(claimed_from_row).collect()
     }
 
     /// Records how attempts ended, all in one atomic step, and acknowledges
@@ -425,6 +412,52 @@ impl Queue {
             JobId::parse(&jid).ok()
         }))
     }
+}
+
+/// The job fields a claim returns, in this order; the claim script reads
+/// and updates the first five. (Only what a handler and the worker use: the
+/// attempt history, say, stays in Redis.)
+const CLAIM_FIELDS: [&str; 14] = [
+    "status",
+    "seq",
+    "attempts",
+    "lease",
+    "version",
+    "jid",
+    "start",
+    "end",
+    "kind",
+    "params",
+    "create_time",
+    "max_attempts",
+    "timeout_ms",
+    "traceparent",
+];
+
+/// A claim script row, `{entry id, CLAIM_FIELDS values…, start time}`, as
+/// the job now RUNNING and its lease.
+fn claimed_from_row(row: Vec<Option<String>>) -> Result<Claimed> {
+    let mut values = row.into_iter();
+    let entry_id = values
+        .next()
+        .flatten()
+        .ok_or_else(|| Error::Corrupt("claim row without an entry id".into()))?;
+    let mut fields: std::collections::HashMap<String, String> = CLAIM_FIELDS
+        .iter()
+        .zip(values.by_ref())
+        .filter_map(|(name, value)| value.map(|value| ((*name).to_owned(), value)))
+        .collect();
+    if let Some(start_time) = values.next().flatten() {
+        fields.insert("start_time".to_owned(), start_time);
+    }
+    let job = record::job_from_fields(&fields)?;
+    let lease = Lease {
+        entry_id,
+        jid: job.jid,
+        attempt: job.attempts,
+        token: job.lease,
+    };
+    Ok(Claimed { job, lease })
 }
 
 /// The longest a blocking read waits; the worker asks for less.

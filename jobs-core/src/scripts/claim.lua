@@ -8,7 +8,10 @@
 -- ARGV[3]  the most entries to read when no entries are given
 -- ARGV[4]  key prefix
 -- ARGV[5]  lease length in milliseconds
--- ARGV[6..] pairs (entry id, jid) that a blocking XREADGROUP already
+-- ARGV[6]  n, the number of job fields to return
+-- ARGV[7..6+n] the job fields to return, starting with status, seq,
+--           attempts, lease, version (the script reads and updates those)
+-- ARGV[7+n..] pairs (entry id, jid) that a blocking XREADGROUP already
 --           delivered to this consumer; when absent the script reads new
 --           entries itself (XREADGROUP without BLOCK is allowed in a script)
 --
@@ -18,8 +21,9 @@
 -- moves, acknowledgements, the watcher check) is one command for all jobs;
 -- a change is published only on channels someone is subscribed to.
 --
--- Returns one array per job now RUNNING for this worker:
---   {entry id, field, value, field, value, ...} (the job hash after the change).
+-- Returns one array per job now RUNNING for this worker: {entry id, the
+-- values of the n fields after the change (false for a missing field), the
+-- start time}.
 -- Entries whose job is no longer QUEUED (cancelled, or gone) are acknowledged
 -- and deleted, and left out of the reply.
 
@@ -37,9 +41,13 @@ if #due > 0 then
   redis.call('ZREM', KEYS[2], unpack(due))
 end
 
+local fields = {}
+local n = tonumber(ARGV[6])
+for i = 1, n do fields[i] = ARGV[6 + i] end
+
 local entries = {}
-if #ARGV > 5 then
-  for i = 6, #ARGV, 2 do
+if #ARGV > 6 + n then
+  for i = 7 + n, #ARGV, 2 do
     entries[#entries + 1] = {ARGV[i], ARGV[i + 1]}
   end
 else
@@ -57,22 +65,28 @@ else
   end
 end
 
+-- ids holds the job keys, for the (rare) watched job's full state.
 local claimed, ids, taken, running, skipped, channels = {}, {}, {}, {}, {}, {}
 for _, e in ipairs(entries) do
   local id, jid = e[1], e[2]
   local key = jid and (prefix .. ':job:' .. jid)
-  local s = key and redis.call('HMGET', key, 'status', 'seq', 'attempts', 'lease', 'version') or {}
+  local s = key and redis.call('HMGET', key, unpack(fields)) or {}
   if s[1] == 'QUEUED' then
+    s[1] = 'RUNNING'
+    s[3] = tonumber(s[3]) + 1
+    s[4] = tonumber(s[4]) + 1
+    s[5] = tonumber(s[5]) + 1
     redis.call('HSET', key, 'status', 'RUNNING', 'start_time', now,
-      'worker', ARGV[2], 'progress', 0, 'lease_until', lease_until,
-      'attempts', tonumber(s[3]) + 1, 'lease', tonumber(s[4]) + 1,
-      'version', tonumber(s[5]) + 1)
+      'worker', ARGV[2], 'lease_until', lease_until,
+      'attempts', s[3], 'lease', s[4], 'version', s[5])
     taken[#taken + 1] = jid
     running[#running + 1] = s[2]
     running[#running + 1] = jid
-    claimed[#claimed + 1] = redis.call('HGETALL', key)
+    s[#fields + 1] = now
+    table.insert(s, 1, id)
+    claimed[#claimed + 1] = s
     channels[#channels + 1] = prefix .. ':events:' .. jid
-    ids[#ids + 1] = id
+    ids[#ids + 1] = key
   else
     skipped[#skipped + 1] = id
   end
@@ -84,7 +98,7 @@ if #taken > 0 then
   local subscribers = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
   for i = 1, #channels do
     if subscribers[2 * i] > 0 then
-      redis.call('PUBLISH', channels[i], cjson.encode(claimed[i]))
+      redis.call('PUBLISH', channels[i], cjson.encode(redis.call('HGETALL', ids[i])))
     end
   end
 end
@@ -93,7 +107,4 @@ if #skipped > 0 then
   redis.call('XDEL', KEYS[1], unpack(skipped))
 end
 
-for i, fields in ipairs(claimed) do
-  table.insert(fields, 1, ids[i])
-end
 return claimed

@@ -125,7 +125,8 @@ impl JobContext {
         }
     }
 
-    /// The job, as it was when this attempt started.
+    /// The job, as it was when this attempt started (without its attempt
+    /// history and earlier error, which the claim leaves in Redis).
     pub fn job(&self) -> &Job {
         &self.job
     }
