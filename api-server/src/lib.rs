@@ -164,11 +164,11 @@ pub async fn run(
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let rest = rest::router(
-        rest::AppState {
+        rest::AppState::new(rest::Services {
             store,
             dataset,
             observer: observer.clone(),
-        },
+        }),
         rest::BodyLimits {
             jobs: config.http_body_limit,
             data: config.http_data_body_limit,

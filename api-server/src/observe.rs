@@ -76,10 +76,14 @@ fn latency_histogram() -> Histogram {
     Histogram::new(latency_buckets())
 }
 
-/// The API's metrics and the registry `/metrics` renders. Cheap to clone.
+/// The API's metrics and the registry `/metrics` renders. Cheap to clone:
+/// one reference count, since every request clones it.
 #[derive(Debug, Clone)]
-pub(crate) struct Observer {
-    registry: Arc<Registry>,
+pub(crate) struct Observer(Arc<Metrics>);
+
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
     store: Store,
     jobs: WorkerMetrics,
     created: Family<KindLabel, Counter>,
@@ -94,6 +98,14 @@ pub(crate) struct Observer {
     redis_up: Gauge,
 }
 
+impl std::ops::Deref for Observer {
+    type Target = Metrics;
+
+    fn deref(&self) -> &Metrics {
+        &self.0
+    }
+}
+
 impl Observer {
     /// Metrics over `store`'s queue. `jobs` holds the job series a worker
     /// counts; the API adds to it only jobs cancelled before any worker took
@@ -101,8 +113,8 @@ impl Observer {
     pub(crate) fn new(store: Store, jobs: WorkerMetrics) -> Self {
         let mut registry = Registry::default();
         jobs.register(&mut registry);
-        let observer = Self {
-            registry: Arc::new(Registry::default()),
+        let observer = Metrics {
+            registry: Registry::default(),
             store,
             jobs,
             created: Family::default(),
@@ -166,10 +178,10 @@ impl Observer {
             "gRPC call latency until the response head (for a stream, its first message), by method",
             observer.grpc_latency.clone(),
         );
-        Self {
-            registry: Arc::new(registry),
+        Self(Arc::new(Metrics {
+            registry,
             ..observer
-        }
+        }))
     }
 
     /// The job series, for the in-process workers of `--dev`.

@@ -34,12 +34,31 @@ const TAG_JOBS: &str = "jobs";
 const TAG_DATA: &str = "data";
 const TAG_OPS: &str = "operations";
 
-/// What every handler needs.
+/// What every handler needs. Cheap to clone (one reference count), as axum
+/// clones it for every request.
 #[derive(Debug, Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(std::sync::Arc<Services>);
+
+/// The services behind the gateway.
+#[derive(Debug)]
+pub(crate) struct Services {
     pub(crate) store: Store,
     pub(crate) dataset: Dataset,
     pub(crate) observer: crate::observe::Observer,
+}
+
+impl AppState {
+    pub(crate) fn new(services: Services) -> Self {
+        Self(std::sync::Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }
 
 /// The largest request bodies, in bytes.
