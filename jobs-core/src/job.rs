@@ -202,6 +202,21 @@ pub enum AttemptOutcome {
     Lost,
 }
 
+impl AttemptOutcome {
+    /// Reads the stored name (`SUCCESS`, `FAILED`, ...).
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "SUCCESS" => Self::Success,
+            "FAILED" => Self::Failed,
+            "ERROR" => Self::Error,
+            "CANCELLED" => Self::Cancelled,
+            "RELEASE" => Self::Release,
+            "LOST" => Self::Lost,
+            _ => return None,
+        })
+    }
+}
+
 fn micros_opt<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Timestamp>, D::Error> {
     let text = <Option<String> as serde::Deserialize>::deserialize(de)?;
     Ok(text

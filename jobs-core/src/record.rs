@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use chrono::DateTime;
 
-use crate::{Error, Job, JobId, JobStatus, Params, Result, Timestamp, TraceParent};
+use crate::{
+    Attempt, AttemptOutcome, Error, Job, JobId, JobStatus, Params, Result, Timestamp, TraceParent,
+};
 
 /// Builds a job from a hash's fields, given as HGETALL's flat
 /// `field, value, field, value, ...` sequence.
@@ -64,7 +66,7 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
         .get("progress")
         .and_then(|value| value.parse::<f64>().ok())
         .unwrap_or(0.0);
-    let history = match fields.get("history").map(String::as_str) {
+    let mut history: Vec<Attempt> = match fields.get("history").map(String::as_str) {
         // cjson writes an empty Lua table as an object.
         None | Some("" | "{}") => Vec::new(),
         Some(json) => serde_json::from_str(json)
@@ -74,6 +76,21 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
         u32::try_from(number(name)?)
             .map_err(|_| Error::Corrupt(format!("job field {name:?} out of range")))
     };
+    let error = fields.get("error").filter(|e| !e.is_empty()).cloned();
+    // The attempt that ended the job is kept in the hash's own fields, not
+    // in `history` (see finish.lua).
+    if let Some(outcome) = fields.get("outcome") {
+        let outcome = AttemptOutcome::parse(outcome)
+            .ok_or_else(|| Error::Corrupt(format!("job outcome is unknown: {outcome:?}")))?;
+        history.push(Attempt {
+            number: Some(count("attempts")?),
+            worker: fields.get("worker").cloned().unwrap_or_default(),
+            start_time: time("start_time")?,
+            end_time: time("end_time")?,
+            outcome,
+            error: error.clone().filter(|_| outcome != AttemptOutcome::Success),
+        });
+    }
 
     Ok(Job {
         jid,
@@ -86,7 +103,7 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
         start_time: time("start_time")?,
         end_time: time("end_time")?,
         attempts: count("attempts")?,
-        error: fields.get("error").filter(|e| !e.is_empty()).cloned(),
+        error,
         progress,
         max_attempts: count("max_attempts")?,
         timeout: std::time::Duration::from_millis(

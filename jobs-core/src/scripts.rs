@@ -1,6 +1,7 @@
 //! The Lua scripts behind every state change, one file each, with headers
 //! naming their KEYS, ARGV and reply. `redis::Script` sends EVALSHA and falls
-//! back to EVAL once if the server does not have the script cached.
+//! back to EVAL once if the server does not have the script cached. Each is
+//! prefixed with `common.lua`, the helpers they share.
 
 use std::sync::LazyLock;
 
@@ -8,8 +9,12 @@ use redis::Script;
 
 macro_rules! script {
     ($name:ident, $file:literal) => {
-        pub(crate) static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(include_str!(concat!("scripts/", $file))));
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/common.lua"),
+                include_str!(concat!("scripts/", $file))
+            ))
+        });
     };
 }
 

@@ -6,12 +6,12 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{prefix}:job:{jid}` | hash | the job: `jid`, `status`, `start`, `end`, `kind`, `params` (JSON object or empty), `create_time`, `start_time`, `end_time` (µs since the Unix epoch, Redis's clock; absent until known), `attempts`, `max_attempts`, `timeout_ms`, `error` (the latest), `progress` (0..1), `history` (JSON array, one object per attempt), `version` (bumped by every change), `seq` (creation order), `lease` (fencing token, bumped by every take), `lease_until` (ms; while RUNNING), `worker` (consumer that holds it), `cancel` (`1` once cancellation of a running job was requested), `traceparent` (the submitting call's W3C trace context; absent when it sent none). Expires after the retention once finished |
-//! | `{prefix}:result:{jid}` | string | the result of a successful job, as JSON; expires after the result TTL |
+//! | `{prefix}:job:{jid}` | hash | the job: `jid`, `status`, `start`, `end`, `kind`, `params` (JSON object or empty), `create_time`, `start_time`, `end_time` (µs since the Unix epoch, Redis's clock; absent until known), `attempts`, `max_attempts`, `timeout_ms`, `error` (the latest), `progress` (0..1), `history` (JSON array, one object per attempt after which the job was queued again; absent until one), `outcome` (how the attempt that ended the job ended: with `attempts`, `worker`, `start_time`, `end_time` and `error` it is the history's last entry, kept out of the JSON so that the common path writes none), `version` (bumped by every change), `seq` (creation order), `lease` (fencing token, bumped by every take), `lease_until` (ms; meaningful while RUNNING), `worker` (consumer that holds, or last held, it), `cancel` (`1` once cancellation of a running job was requested), `traceparent` (the submitting call's W3C trace context; absent when it sent none). Expires after the retention once finished |
+//! | `{prefix}:result:{jid}` | string | the result of a successful job, as JSON; expires after the result TTL. A result of at most 64 bytes, when the result TTL is at least the retention, is the job hash's `result` field instead |
 //! | `{prefix}:delayed` | sorted set | jids waiting out a retry backoff, scored by due time (ms); claims move due ones to the queue |
 //! | `{prefix}:expiry` | sorted set | finished jids scored by when their hash expires (ms), so recovery can drop them from the indexes |
 //! | `{prefix}:idem:{key}` | hash | an idempotency key: `jid` and `fingerprint` (SHA-1 of the submission); expires after the idempotency window |
-//! | `{prefix}:queue` | stream | one entry per queued job, field `jid`, read by consumer group `workers`; an entry is acknowledged and deleted when its job finishes |
+//! | `{prefix}:queue` | stream | one entry per queued job, field `jid`, read by consumer group `workers`; an entry is acknowledged when its job finishes, and acknowledged entries are trimmed from the head of the stream |
 //! | `{prefix}:seq` | string | the creation counter that gives each job its `seq` |
 //! | `{prefix}:index` | sorted set | every job's jid, scored by `seq`: the list, newest first |
 //! | `{prefix}:status:{STATUS}` | sorted set | the jids with that status, scored by `seq`: the filtered list |
@@ -591,7 +591,8 @@ impl Store {
                 status: job.status,
             });
         }
-        let result = match (job.status, result) {
+        // A small result lives in the job hash (see finish.lua).
+        let result = match (job.status, fields.get("result").cloned().or(result)) {
             (JobStatus::Success, Some(json)) => Some(
                 serde_json::from_str(&json)
                     .map_err(|err| Error::Corrupt(format!("result of job {jid}: {err}")))?,

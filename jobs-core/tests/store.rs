@@ -104,9 +104,52 @@ async fn a_finished_job_never_changes_again() {
         })
     ));
 
-    // The queue keeps nothing for a finished job.
-    assert_eq!(stream_len(&redis), 0);
+    // The finished job's entry is acknowledged: no worker holds it.
     assert_eq!(pending(&redis), 0);
+}
+
+#[tokio::test]
+async fn acknowledged_entries_are_trimmed_from_the_queue() {
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    let batch: Vec<NewJob> = (0..500)
+        .map(|i| NewJob::parse(i, i, "sum", None).unwrap())
+        .collect();
+    store.create_many(&batch).await.unwrap();
+    assert_eq!(stream_len(&redis), 500);
+
+    // One job held back: nothing from its entry on may be trimmed.
+    let held = queue.claim_ready(1).await.unwrap();
+    loop {
+        let claimed = queue.claim_ready(100).await.unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        let done: Vec<Finished> = claimed
+            .into_iter()
+            .map(|claim| Finished {
+                lease: claim.lease,
+                outcome: Outcome::Success(0.into()),
+            })
+            .collect();
+        assert!(queue.finish(&done).await.unwrap().iter().all(|&ok| ok));
+    }
+    assert_eq!(pending(&redis), 1);
+    assert_eq!(stream_len(&redis), 500, "the held job's entry is the first");
+
+    // Once it is done, the acknowledged entries go (whole stream nodes of
+    // up to 100 entries at a time: the last node may stay).
+    let done = Finished {
+        lease: held[0].lease.clone(),
+        outcome: Outcome::Success(0.into()),
+    };
+    assert_eq!(queue.finish(&[done]).await.unwrap(), [true]);
+    assert_eq!(pending(&redis), 0);
+    assert!(
+        stream_len(&redis) <= 100,
+        "{} entries left",
+        stream_len(&redis)
+    );
 }
 
 #[tokio::test]
@@ -292,7 +335,6 @@ async fn a_lapsed_lease_is_recovered_and_its_late_writes_refused() {
         (JobStatus::Success, 2)
     );
     assert_eq!(finished.history.len(), 2);
-    assert_eq!(stream_len(&redis), 0);
     assert_eq!(pending(&redis), 0);
 }
 
@@ -508,6 +550,60 @@ async fn finished_jobs_expire_and_leave_the_list() {
         "{:?}",
         redis.keys()
     );
+}
+
+#[tokio::test]
+async fn results_small_or_large_come_back_whole_and_expire_on_time() {
+    let redis = TestRedis::start();
+    let config = RedisConfig::new(redis.url(), redis.prefix());
+    let store = Store::connect(&config).await.unwrap();
+    let run = |retention: Retention| {
+        let config = config.clone();
+        async move {
+            let settings = QueueSettings {
+                retention,
+                ..QueueSettings::default()
+            };
+            Queue::connect(&config, "w", settings).await.unwrap()
+        }
+    };
+    let keep = Retention {
+        retention_secs: 60,
+        result_ttl_secs: 60,
+    };
+    let small = serde_json::json!(12345);
+    let large = serde_json::json!({ "text": "x".repeat(500) });
+    for result in [&small, &large] {
+        let queue = run(keep).await;
+        let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+        let lease = take_one(&queue).await;
+        let outcome = Outcome::Success(result.clone());
+        queue.finish(&[Finished { lease, outcome }]).await.unwrap();
+        assert_eq!(
+            store.outcome(&job.jid).await.unwrap().result.as_ref(),
+            Some(result)
+        );
+        let history = store.get(&job.jid).await.unwrap().history;
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].outcome, AttemptOutcome::Success);
+        assert_eq!(history[0].worker, "w");
+        assert!(history[0].start_time <= history[0].end_time);
+    }
+
+    // A result kept for less time than its job goes before the job does.
+    let queue = run(Retention {
+        retention_secs: 60,
+        result_ttl_secs: 1,
+    })
+    .await;
+    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+    let lease = take_one(&queue).await;
+    let outcome = Outcome::Success(small.clone());
+    queue.finish(&[Finished { lease, outcome }]).await.unwrap();
+    assert_eq!(store.outcome(&job.jid).await.unwrap().result, Some(small));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let outcome = store.outcome(&job.jid).await.unwrap();
+    assert_eq!((outcome.status, outcome.result), (JobStatus::Success, None));
 }
 
 #[tokio::test]

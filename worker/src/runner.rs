@@ -1,12 +1,13 @@
 //! The claim loop and everything around it.
 //!
-//! One loop claims jobs in batches, as many as there are free slots; each job
-//! runs in its own task; finished attempts go through a channel to one
-//! recorder, which writes whatever has piled up in a single script call (so
-//! under load many outcomes share one round trip). Beside them run three
-//! small tasks: lease renewal (all leases in one call), recovery of jobs
-//! whose worker died, and a listener that stops the handlers of cancelled
-//! jobs.
+//! One loop claims jobs in batches of up to half the slots, so that one batch
+//! is claimed while the one before runs; each job runs in its own task.
+//! Finished attempts go to an outbox. The claim loop sends what the outbox
+//! holds together with its next claim (one round trip records a batch and
+//! takes the next); while it cannot (waiting for new jobs, or stopped), a
+//! recorder task writes the outbox itself. Beside them run three small tasks:
+//! lease renewal (all leases in one call), recovery of jobs whose worker
+//! died, and a listener that stops the handlers of cancelled jobs.
 //!
 //! Shutdown: the loop stops claiming; jobs in flight get the grace period;
 //! what is still running then is stopped and handed back to the queue, so
@@ -14,7 +15,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -22,10 +26,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::{FutureExt, StreamExt};
 use jobs_core::{Claimed, Finished, JobId, Lease, LeaseAck, Outcome, Queue};
-use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
-    task::JoinSet,
-};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -107,6 +108,10 @@ pub(crate) struct Runner {
     queue: Queue,
     registry: Registry,
     slots: Arc<Semaphore>,
+    concurrency: usize,
+    /// The most jobs one claim takes: half the slots, one half per claim
+    /// loop.
+    claim_batch: usize,
     running: Running,
     grace: Duration,
     retry: RetryPolicy,
@@ -124,6 +129,8 @@ impl Runner {
             queue,
             registry,
             slots: Arc::new(Semaphore::new(config.concurrency.get())),
+            concurrency: config.concurrency.get(),
+            claim_batch: (config.concurrency.get() / 2).clamp(1, MAX_BATCH),
             running: Running::default(),
             grace: Duration::from_millis(config.shutdown_grace_ms),
             retry: RetryPolicy {
@@ -135,12 +142,12 @@ impl Runner {
     }
 
     pub(crate) async fn run(self, shutdown: CancellationToken) {
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let outbox = Arc::new(Outbox::default());
         // Stops the helpers once every job has been recorded.
         let finished = CancellationToken::new();
         let recorder = tokio::spawn(record_outcomes(
             self.queue.clone(),
-            done_rx,
+            outbox.clone(),
             self.metrics.clone(),
         ));
         let helpers = [
@@ -160,59 +167,21 @@ impl Runner {
                 self.metrics.clone(),
             )),
         ];
-        let mut jobs = JoinSet::new();
-        let mut backoff = Backoff::default();
+        let turn = BlockingTurn::default();
+        // Two claim loops, so that one's round trip is in Redis while the
+        // other's jobs start: Redis and the worker busy at once, not in turn.
+        tokio::join!(
+            self.claim_loop(&outbox, &shutdown, &turn),
+            self.claim_loop(&outbox, &shutdown, &turn)
+        );
 
-        loop {
-            // Biased: with a slot free and shutdown requested, both branches
-            // are ready, and shutdown must win every time.
-            let first = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                slot = self.slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => break,
-                },
-            };
-            let mut slots = vec![first];
-            while slots.len() < MAX_BATCH {
-                match self.slots.clone().try_acquire_owned() {
-                    Ok(slot) => slots.push(slot),
-                    Err(_) => break,
-                }
-            }
-            // A claim is never abandoned, not even its blocking read: Redis
-            // would still serve an abandoned read, and the entries it got
-            // (a job handed back at shutdown, say) would wait for recovery.
-            // Shutdown waits at most one BLOCK for it.
-            let claimed = self.queue.claim(slots.len(), BLOCK).await;
-            match claimed {
-                Ok(claimed) => {
-                    backoff.reset();
-                    for (claim, slot) in claimed.into_iter().zip(slots) {
-                        jobs.spawn(self.run_job(claim, slot, done_tx.clone()));
-                    }
-                }
-                Err(err) => {
-                    drop(slots);
-                    let pause = backoff.next();
-                    tracing::warn!(%err, retry_in = ?pause, "cannot claim jobs");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                }
-            }
-            while jobs.try_join_next().is_some() {}
+        // Every job task holds a slot until its outcome is in the outbox.
+        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let in_flight = self.concurrency - self.slots.available_permits();
+        if in_flight > 0 {
+            tracing::info!(in_flight, grace = ?self.grace, "no longer taking jobs; finishing those in flight");
         }
-
-        if !jobs.is_empty() {
-            tracing::info!(in_flight = jobs.len(), grace = ?self.grace, "no longer taking jobs; finishing those in flight");
-        }
-        let drained = tokio::time::timeout(self.grace, async {
-            while jobs.join_next().await.is_some() {}
-        })
-        .await;
+        let drained = tokio::time::timeout(self.grace, self.slots.acquire_many(all)).await;
         if drained.is_err() {
             let running: Vec<_> = lock(&self.running).values().cloned().collect();
             tracing::info!(
@@ -222,13 +191,113 @@ impl Runner {
             for attempt in running {
                 attempt.stop(Stop::Released);
             }
-            while jobs.join_next().await.is_some() {}
+            let _ = self.slots.acquire_many(all).await;
         }
-        drop(done_tx);
+        outbox.close();
         let _ = recorder.await;
         finished.cancel();
         for helper in helpers {
             helper.abort();
+        }
+    }
+
+    /// Claims jobs and starts them until shutdown: each round trip records
+    /// the outbox's outcomes and claims as many jobs as there are free slots.
+    async fn claim_loop(
+        &self,
+        outbox: &Arc<Outbox>,
+        shutdown: &CancellationToken,
+        turn: &BlockingTurn,
+    ) {
+        let mut backoff = Backoff::default();
+        let mut sending = None;
+        loop {
+            sending.get_or_insert_with(|| outbox.will_send());
+            // Biased: with a slot free and shutdown requested, both branches
+            // are ready, and shutdown must win every time.
+            let first = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                slot = self.slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+            };
+            let slots = self.gather_slots(first).await;
+            let outcomes = outbox.take(MAX_BATCH);
+            let (recorded, claimed) = tokio::join!(
+                self.queue.finish(&outcomes),
+                self.queue.claim_ready(slots.len())
+            );
+            if let Err(outcomes) = report_recorded(outcomes, recorded, &self.metrics) {
+                outbox.put_back(outcomes);
+            }
+            let claimed = match claimed {
+                Ok(claimed) if claimed.is_empty() => {
+                    // Nothing queued: wait for new jobs, one loop in a
+                    // blocking read, the other until that read returns.
+                    // Outcomes that come meanwhile are the recorder's.
+                    sending.take();
+                    if turn.take() {
+                        // A claim is never abandoned, not even its blocking
+                        // read: Redis would still serve an abandoned read,
+                        // and the entries it got (a job handed back at
+                        // shutdown, say) would wait for recovery. Shutdown
+                        // waits at most one BLOCK for it.
+                        let claimed = self.queue.claim_waiting(slots.len(), BLOCK).await;
+                        turn.give_back();
+                        claimed
+                    } else {
+                        drop(slots);
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = turn.returned() => {}
+                        }
+                        continue;
+                    }
+                }
+                other => other,
+            };
+            match claimed {
+                Ok(claimed) => {
+                    backoff.reset();
+                    for (claim, slot) in claimed.into_iter().zip(slots) {
+                        tokio::spawn(self.run_job(claim, slot, outbox.clone()));
+                    }
+                }
+                Err(err) => {
+                    drop(slots);
+                    sending.take();
+                    let pause = backoff.next();
+                    tracing::warn!(%err, retry_in = ?pause, "cannot claim jobs");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first free slot and as many more as come free, up to one claim's
+    /// worth. The jobs of one claim tend to end together: a few turns of the
+    /// scheduler let the rest of them end, so that the next claim (and the
+    /// record of their outcomes) is one full batch, not many small ones.
+    async fn gather_slots(&self, first: OwnedSemaphorePermit) -> Vec<OwnedSemaphorePermit> {
+        let mut slots = vec![first];
+        loop {
+            while slots.len() < self.claim_batch {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(slot) => slots.push(slot),
+                    Err(_) => break,
+                }
+            }
+            // Always one turn at least: a job just started that ends at
+            // once (the common case) then sends its outcome with this claim.
+            tokio::task::yield_now().await;
+            if slots.len() == self.claim_batch || self.slots.available_permits() == 0 {
+                return slots;
+            }
         }
     }
 
@@ -237,7 +306,7 @@ impl Runner {
         &self,
         claim: Claimed,
         slot: OwnedSemaphorePermit,
-        done: mpsc::UnboundedSender<Finished>,
+        outbox: Arc<Outbox>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let Claimed { job, lease } = claim;
         let handler = self.registry.get(&job.kind);
@@ -321,8 +390,7 @@ impl Runner {
                     }
                 },
             };
-            // The recorder outlives every job task, so this cannot fail.
-            let _ = done.send(Finished { lease, outcome });
+            outbox.put(Finished { lease, outcome });
         }
         .instrument(span)
     }
@@ -352,45 +420,165 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(no message)".to_owned())
 }
 
-/// Writes outcomes in batches of whatever has piled up, until every sender
-/// is gone. An outcome is retried while Redis is unavailable: it is never
-/// dropped for a passing outage.
-async fn record_outcomes(
-    queue: Queue,
-    mut done: mpsc::UnboundedReceiver<Finished>,
-    metrics: WorkerMetrics,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+/// Finished attempts waiting to be recorded. Whoever takes them records
+/// them: a claim loop, with its next claim, or the recorder.
+#[derive(Debug, Default)]
+struct Outbox {
+    pending: Mutex<Vec<Finished>>,
+    /// How many claim loops will send the outbox with their next claim,
+    /// soon; while any will, the recorder leaves it alone.
+    senders: AtomicUsize,
+    /// Set once no job will finish any more.
+    closed: AtomicBool,
+    wake_recorder: Notify,
+}
+
+/// A claim loop's promise to send the outbox; dropped when it stops
+/// claiming for a while (waiting for jobs, or for Redis).
+struct Sending<'a>(&'a Outbox);
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.0.senders.fetch_sub(1, Ordering::SeqCst);
+        // Whatever came in while it was going to send may be the recorder's.
+        self.0.wake_recorder.notify_one();
+    }
+}
+
+impl Outbox {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Finished>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn will_send(&self) -> Sending<'_> {
+        self.senders.fetch_add(1, Ordering::SeqCst);
+        Sending(self)
+    }
+
+    fn recorder_writes(&self) -> bool {
+        self.senders.load(Ordering::SeqCst) == 0
+    }
+
+    fn put(&self, finished: Finished) {
+        self.pending().push(finished);
+        // Ordered after the push: a claim loop that stops sending after this
+        // load wakes the recorder itself.
+        if self.recorder_writes() {
+            self.wake_recorder.notify_one();
+        }
+    }
+
+    /// Returns outcomes a failed write did not record, oldest first.
+    fn put_back(&self, mut outcomes: Vec<Finished>) {
+        let mut pending = self.pending();
+        outcomes.append(&mut pending);
+        *pending = outcomes;
+        drop(pending);
+        self.wake_recorder.notify_one();
+    }
+
+    fn take(&self, max: usize) -> Vec<Finished> {
+        let mut pending = self.pending();
+        let taken = pending.len().min(max);
+        let rest = pending.split_off(taken);
+        std::mem::replace(&mut *pending, rest)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake_recorder.notify_one();
+    }
+}
+
+/// Which claim loop waits in the blocking read when the queue is empty: one
+/// at a time (they share its connection); the other waits for it to return.
+#[derive(Debug, Default)]
+struct BlockingTurn {
+    taken: AtomicBool,
+    returned: Notify,
+}
+
+impl BlockingTurn {
+    /// True when the caller now holds the turn.
+    fn take(&self) -> bool {
+        !self.taken.swap(true, Ordering::SeqCst)
+    }
+
+    fn give_back(&self) {
+        self.taken.store(false, Ordering::SeqCst);
+        self.returned.notify_waiters();
+    }
+
+    /// Waits until the blocking read returns, at most one BLOCK (a return
+    /// just before this call is not seen; the next claim sees its jobs).
+    async fn returned(&self) {
+        let _ = tokio::time::timeout(BLOCK, self.returned.notified()).await;
+    }
+}
+
+/// Logs and counts the outcomes a finish refused (their lease was no longer
+/// this worker's). Gives the outcomes back when the write failed for a
+/// reason that may pass, so they are written later: nothing is dropped for
+/// a passing outage.
+fn report_recorded(
+    outcomes: Vec<Finished>,
+    recorded: jobs_core::Result<Vec<bool>>,
+    metrics: &WorkerMetrics,
+) -> Result<(), Vec<Finished>> {
+    match recorded {
+        Ok(recorded) => {
+            for (finished, recorded) in outcomes.iter().zip(recorded) {
+                if !recorded {
+                    metrics.refused(1);
+                    tracing::warn!(
+                        jid = %finished.lease.jid(),
+                        attempt = finished.lease.attempt(),
+                        "outcome refused: this worker no longer holds the job's lease"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(err) if err.is_unavailable() => {
+            tracing::warn!(%err, jobs = outcomes.len(), "cannot record outcomes yet");
+            Err(outcomes)
+        }
+        Err(err) => {
+            tracing::error!(%err, jobs = outcomes.len(), "cannot record outcomes");
+            Ok(())
+        }
+    }
+}
+
+/// Writes the outbox while the claim loop does not, until it is closed and
+/// empty. Retries while Redis is unavailable.
+async fn record_outcomes(queue: Queue, outbox: Arc<Outbox>, metrics: WorkerMetrics) {
     let mut backoff = Backoff::default();
-    while done.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        outbox.wake_recorder.notified().await;
         loop {
-            match queue.finish(&batch).await {
-                Ok(recorded) => {
-                    backoff.reset();
-                    for (finished, recorded) in batch.iter().zip(recorded) {
-                        if !recorded {
-                            metrics.refused(1);
-                            tracing::warn!(
-                                jid = %finished.lease.jid(),
-                                attempt = finished.lease.attempt(),
-                                "outcome refused: this worker no longer holds the job's lease"
-                            );
-                        }
-                    }
-                    break;
-                }
-                Err(err) if err.is_unavailable() => {
-                    let pause = backoff.next();
-                    tracing::warn!(%err, retry_in = ?pause, "cannot record outcomes yet");
-                    tokio::time::sleep(pause).await;
-                }
-                Err(err) => {
-                    tracing::error!(%err, jobs = batch.len(), "cannot record outcomes");
-                    break;
+            if !outbox.recorder_writes() {
+                break;
+            }
+            // Attempts that end together: let the others land too, so they
+            // share this call.
+            tokio::task::yield_now().await;
+            let batch = outbox.take(MAX_BATCH);
+            if batch.is_empty() {
+                break;
+            }
+            let recorded = queue.finish(&batch).await;
+            match report_recorded(batch, recorded, &metrics) {
+                Ok(()) => backoff.reset(),
+                Err(batch) => {
+                    outbox.put_back(batch);
+                    tokio::time::sleep(backoff.next()).await;
                 }
             }
         }
-        batch.clear();
+        if outbox.closed.load(Ordering::SeqCst) && outbox.pending().is_empty() {
+            return;
+        }
     }
 }
 

@@ -27,9 +27,7 @@ end
 
 local outcome
 if status == 'QUEUED' then
-  local t = redis.call('TIME')
-  local now = t[1] .. string.format('%06d', tonumber(t[2]))
-  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now, now_ms = clock()
   local seq = redis.call('HGET', KEYS[1], 'seq')
   redis.call('HSET', KEYS[1], 'status', 'CANCELLED', 'end_time', now,
     'error', ARGV[2])

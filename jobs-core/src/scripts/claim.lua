@@ -25,12 +25,10 @@
 -- values of the n fields after the change (false for a missing field), the
 -- start time}.
 -- Entries whose job is no longer QUEUED (cancelled, or gone) are acknowledged
--- and deleted, and left out of the reply.
+-- and left out of the reply.
 
 local prefix = ARGV[4]
-local t = redis.call('TIME')
-local now = t[1] .. string.format('%06d', tonumber(t[2]))
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now, now_ms = clock()
 local lease_until = string.format('%.0f', now_ms + tonumber(ARGV[5]))
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, 100)
@@ -104,7 +102,7 @@ if #taken > 0 then
 end
 if #skipped > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(skipped))
-  redis.call('XDEL', KEYS[1], unpack(skipped))
+  trim_acknowledged(KEYS[1], ARGV[1])
 end
 
 return claimed

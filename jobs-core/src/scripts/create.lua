@@ -63,8 +63,7 @@ for i = 0, count - 1 do
   end
 end
 
-local t = redis.call('TIME')
-local now = t[1] .. string.format('%06d', tonumber(t[2]))
+local now = clock()
 local replies = {}
 
 for i = 0, count - 1 do

@@ -19,18 +19,24 @@
 --
 -- An outcome is recorded only while the job is RUNNING under that lease token
 -- and the lease has not lapsed: a worker that lost the job cannot overwrite
--- it, and a finished job never changes again. Every recorded attempt is
--- appended to the job's history. Work shared by the batch (index moves,
--- acknowledgements, the watcher check) is one command for all attempts; a
--- change is published only on channels someone is subscribed to.
+-- it, and a finished job never changes again. An attempt that ends the job
+-- is recorded in the hash's own fields (`outcome`, `end_time`, `error`; its
+-- `worker` and `start_time` are already there); one after which the job is
+-- queued again is appended to `history`. Work shared by the batch (index
+-- moves, acknowledgements, the watcher check) is one command for all
+-- attempts; a change is published only on channels someone is subscribed to.
 --
 -- Returns an array with one integer per attempt: 1 when recorded, 0 when the
 -- job was not this lease's to change.
 
+-- A result this small is kept in the job's hash (Redis keeps a hash of
+-- values up to 64 bytes in its compact encoding, by default), when it is to
+-- be kept at least as long as the job: a key per result costs more than the
+-- rest of a job's finish.
+local INLINE_RESULT_BYTES = 64
 local prefix = ARGV[2]
-local t = redis.call('TIME')
-local now = t[1] .. string.format('%06d', tonumber(t[2]))
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local inline_results = tonumber(ARGV[4]) >= tonumber(ARGV[3])
+local now, now_ms = clock()
 local expires = now_ms + tonumber(ARGV[3])
 local recorded, acked, left_running, channels, keys = {}, {}, {}, {}, {}
 -- Members to add per status index, as (score, jid) pairs.
@@ -42,42 +48,45 @@ for i = 5, #ARGV, 6 do
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local key = prefix .. ':job:' .. jid
   local s = redis.call('HMGET', key, 'status', 'lease', 'lease_until', 'seq',
-    'attempts', 'max_attempts', 'worker', 'start_time', 'history', 'version')
+    'attempts', 'max_attempts', 'version')
   local status, lease, seq = s[1], s[2], s[4]
 
   if status == 'RUNNING' and lease == token and tonumber(s[3] or 0) >= now_ms then
-    local attempts, max_attempts = tonumber(s[5]), tonumber(s[6])
-    local entry = {number = attempts, worker = s[7], start_time = s[8],
-      end_time = now, outcome = outcome}
-    if outcome ~= 'SUCCESS' then entry.error = payload end
-    if outcome == 'FAILED' and attempts >= max_attempts then outcome = 'ERROR' end
-    if outcome == 'RELEASE' then
-      entry.number = nil
-      attempts = attempts - 1
+    local attempts = tonumber(s[5])
+    local version = tonumber(s[7]) + 1
+    -- The job's status from here.
+    local ends = outcome
+    if outcome == 'FAILED' then
+      ends = attempts >= tonumber(s[6]) and 'ERROR' or 'QUEUED'
+    elseif outcome == 'RELEASE' then
+      ends = 'QUEUED'
     end
-    local history
-    if s[9] and s[9] ~= '' and s[9] ~= '[]' and s[9] ~= '{}' then
-      local past = cjson.decode(s[9])
-      past[#past + 1] = entry
-      history = cjson.encode(past)
-    else
-      history = '[' .. cjson.encode(entry) .. ']'
-    end
-    local version = tonumber(s[10]) + 1
 
-    if outcome == 'SUCCESS' then
-      redis.call('SET', prefix .. ':result:' .. jid, payload, 'PX', ARGV[4])
-      redis.call('HSET', key, 'status', outcome, 'end_time', now, 'progress', 1,
-        'history', history, 'version', version)
-      redis.call('HDEL', key, 'lease_until', 'worker', 'error')
-    elseif outcome == 'ERROR' or outcome == 'CANCELLED' then
-      redis.call('HSET', key, 'status', outcome, 'end_time', now, 'error', payload,
-        'history', history, 'version', version)
-      redis.call('HDEL', key, 'lease_until', 'worker')
+    if ends == 'SUCCESS' then
+      if inline_results and #payload <= INLINE_RESULT_BYTES then
+        redis.call('HSET', key, 'status', ends, 'end_time', now, 'outcome', outcome,
+          'progress', '1', 'version', version, 'result', payload)
+      else
+        redis.call('SET', prefix .. ':result:' .. jid, payload, 'PX', ARGV[4])
+        redis.call('HSET', key, 'status', ends, 'end_time', now, 'outcome', outcome,
+          'progress', '1', 'version', version)
+      end
+      -- Only a job retried before can carry an earlier attempt's error.
+      if attempts > 1 then redis.call('HDEL', key, 'error') end
+    elseif ends ~= 'QUEUED' then
+      redis.call('HSET', key, 'status', ends, 'end_time', now, 'outcome', outcome,
+        'error', payload, 'version', version)
     else
-      -- Back to QUEUED: now (RELEASE) or after the backoff (FAILED).
+      -- Queued again: now (RELEASE) or after the backoff (FAILED).
+      local past = redis.call('HMGET', key, 'worker', 'start_time', 'history')
+      local entry = {number = attempts, worker = past[1], start_time = past[2],
+        end_time = now, outcome = outcome, error = payload}
+      if outcome == 'RELEASE' then
+        entry.number = nil
+        attempts = attempts - 1
+      end
       redis.call('HSET', key, 'status', 'QUEUED', 'progress', 0, 'attempts', attempts,
-        'history', history, 'version', version)
+        'history', with_attempt(past[3], entry), 'version', version)
       redis.call('HDEL', key, 'lease_until', 'worker')
       if outcome == 'FAILED' then
         redis.call('HSET', key, 'error', payload)
@@ -86,14 +95,13 @@ for i = 5, #ARGV, 6 do
       else
         redis.call('XADD', KEYS[1], '*', 'jid', jid)
       end
-      outcome = 'QUEUED'
     end
-    if outcome ~= 'QUEUED' then
+    if ends ~= 'QUEUED' then
       redis.call('PEXPIRE', key, ARGV[3])
       expiring[#expiring + 1] = expires
       expiring[#expiring + 1] = jid
     end
-    local into = moved[outcome]
+    local into = moved[ends]
     into[#into + 1] = seq
     into[#into + 1] = jid
     left_running[#left_running + 1] = jid
@@ -130,7 +138,7 @@ if #left_running > 0 then
 end
 if #acked > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(acked))
-  redis.call('XDEL', KEYS[1], unpack(acked))
+  trim_acknowledged(KEYS[1], ARGV[1])
 end
 
 return recorded

@@ -10,8 +10,7 @@
 -- this lease any more, or the lease has lapsed (nothing is written).
 
 local state = redis.call('HMGET', KEYS[1], 'status', 'lease', 'lease_until', 'cancel')
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local _, now_ms = clock()
 if state[1] ~= 'RUNNING' or state[2] ~= ARGV[1]
     or not state[3] or tonumber(state[3]) < now_ms then
   return 0

@@ -21,9 +21,7 @@
 -- and expired jobs removed from the indexes.
 
 local prefix = ARGV[3]
-local t = redis.call('TIME')
-local now = t[1] .. string.format('%06d', tonumber(t[2]))
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now, now_ms = clock()
 local requeued, failed, forgotten = 0, 0, 0
 
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], '0-0', 'COUNT', 100)
@@ -47,20 +45,21 @@ for _, entry in ipairs(claimed[2]) do
     if lapsed then
       local attempts, max_attempts = tonumber(s[4]), tonumber(s[5])
       local err = 'lease lost: worker ' .. (s[6] or '?') .. ' stopped renewing it'
-      local history = cjson.decode(s[8] or '[]')
-      history[#history + 1] = {number = attempts, worker = s[6], start_time = s[7],
-        end_time = now, outcome = 'LOST', error = err}
-      redis.call('HSET', key, 'history', cjson.encode(history), 'error', err)
-      redis.call('HDEL', key, 'lease_until', 'worker')
       redis.call('ZREM', prefix .. ':status:RUNNING', jid)
       if attempts >= max_attempts then
-        redis.call('HSET', key, 'status', 'ERROR', 'end_time', now)
+        -- The last attempt stays in the hash's own fields, as in finish.lua.
+        redis.call('HSET', key, 'status', 'ERROR', 'end_time', now, 'outcome', 'LOST',
+          'error', err)
         redis.call('ZADD', prefix .. ':status:ERROR', s[3], jid)
         redis.call('PEXPIRE', key, ARGV[5])
         redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), jid)
         failed = failed + 1
       else
-        redis.call('HSET', key, 'status', 'QUEUED', 'progress', 0)
+        local entry = {number = attempts, worker = s[6], start_time = s[7],
+          end_time = now, outcome = 'LOST', error = err}
+        redis.call('HSET', key, 'status', 'QUEUED', 'progress', 0, 'error', err,
+          'history', with_attempt(s[8], entry))
+        redis.call('HDEL', key, 'lease_until', 'worker')
         redis.call('ZADD', prefix .. ':status:QUEUED', s[3], jid)
         redis.call('XADD', KEYS[1], '*', 'jid', jid)
         requeued = requeued + 1

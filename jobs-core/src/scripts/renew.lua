@@ -15,8 +15,7 @@
 -- requested, 0 lost (the worker must stop it and write nothing more).
 
 local prefix = ARGV[3]
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local _, now_ms = clock()
 local until_ms = string.format('%.0f', now_ms + tonumber(ARGV[4]))
 local replies = {}
 

@@ -18,8 +18,7 @@
 --   now_ms     Redis's clock, ms
 
 local SCAN = 20
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local _, now_ms = clock()
 local delayed = redis.call('ZCARD', KEYS[2])
 local waiting = redis.call('ZCARD', KEYS[3]) - delayed
 if waiting < 0 then
@@ -29,16 +28,7 @@ local running = redis.call('ZCARD', KEYS[4])
 
 local oldest = -1
 if waiting > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
-  local last = nil
-  for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-    local info = {}
-    for i = 1, #group, 2 do
-      info[group[i]] = group[i + 1]
-    end
-    if info['name'] == ARGV[1] then
-      last = info['last-delivered-id']
-    end
-  end
+  local last = last_delivered_id(KEYS[1], ARGV[1])
   -- Without the group (no worker has started yet) every entry waits.
   local from = '-'
   if last then

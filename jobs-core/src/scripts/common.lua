@@ -1,0 +1,49 @@
+-- common.lua: helpers every script is prefixed with (see scripts.rs).
+
+-- Redis's clock: {µs as a string, ms as a number}.
+local function clock()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2])),
+    tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The job's `history` (attempts that ended without ending the job) with
+-- `entry` appended. Only retries, hand-backs and lost leases come here: an
+-- attempt that ends the job stays in the hash's own fields (`attempts`,
+-- `worker`, `start_time`, `end_time`, `outcome`, `error`), so the common
+-- path writes no JSON and the hash keeps its compact encoding.
+local function with_attempt(history, entry)
+  if history and history ~= '' and history ~= '[]' and history ~= '{}' then
+    local past = cjson.decode(history)
+    past[#past + 1] = entry
+    return cjson.encode(past)
+  end
+  return '[' .. cjson.encode(entry) .. ']'
+end
+
+-- The id of the last entry the group delivered, or nil without the group.
+local function last_delivered_id(stream, group)
+  for _, info in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local fields = {}
+    for i = 1, #info, 2 do
+      fields[info[i]] = info[i + 1]
+    end
+    if fields['name'] == group then
+      return fields['last-delivered-id']
+    end
+  end
+  return nil
+end
+
+-- Drops acknowledged entries from the head of the queue stream, whole
+-- nodes at a time (cheaper than deleting entries one by one). Everything
+-- older than the oldest pending entry was delivered and acknowledged; with
+-- nothing pending, so was everything up to the group's last delivered entry
+-- (a group delivers in id order).
+local function trim_acknowledged(stream, group)
+  local oldest = redis.call('XPENDING', stream, group, '-', '+', 1)[1]
+  local bound = oldest and oldest[1] or last_delivered_id(stream, group)
+  if bound then
+    redis.call('XTRIM', stream, 'MINID', '~', bound)
+  end
+end
