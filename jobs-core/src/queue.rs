@@ -294,9 +294,7 @@ impl Queue {
             .arg(&*self.consumer)
             .arg(max)
             .arg(self.keys.prefix())
-            .arg(self.lease_ms())
-            .arg(CLAIM_FIELDS.len())
-            .arg(&CLAIM_FIELDS[..]);
+            .arg(self.lease_ms());
         for (id, jid) in delivered {
             invocation.arg(id).arg(jid);
         }
@@ -414,16 +412,16 @@ impl Queue {
     }
 }
 
-/// The job fields a claim returns, in this order; the claim script reads
-/// and updates the first five. (Only what a handler and the worker use: the
-/// attempt history, say, stays in Redis.)
-const CLAIM_FIELDS: [&str; 14] = [
-    "status",
-    "seq",
+/// What claim.lua returns for each job, in this order, after the entry id
+/// (only what a handler and the worker use: the attempt history, say, stays
+/// in Redis).
+const CLAIM_REPLY: [&str; 14] = [
+    "jid",
     "attempts",
     "lease",
     "version",
-    "jid",
+    "seq",
+    "start_time",
     "start",
     "end",
     "kind",
@@ -434,25 +432,22 @@ const CLAIM_FIELDS: [&str; 14] = [
     "traceparent",
 ];
 
-/// A claim script row, `{entry id, CLAIM_FIELDS values…, start time}`, as
-/// the job now RUNNING and its lease.
+/// A claim script row, `{entry id, CLAIM_REPLY values…}`, as the job now
+/// RUNNING and its lease.
 fn claimed_from_row(row: Vec<Option<String>>) -> Result<Claimed> {
-    let mut values = row.into_iter();
-    let entry_id = values
-        .next()
-        .flatten()
-        .ok_or_else(|| Error::Corrupt("claim row without an entry id".into()))?;
-    let mut fields: std::collections::HashMap<String, String> = CLAIM_FIELDS
-        .iter()
-        .zip(values.by_ref())
-        .filter_map(|(name, value)| value.map(|value| ((*name).to_owned(), value)))
-        .collect();
-    if let Some(start_time) = values.next().flatten() {
-        fields.insert("start_time".to_owned(), start_time);
-    }
-    let job = record::job_from_fields(&fields)?;
+    let (entry_id, values) = match row.split_first() {
+        Some((Some(entry_id), values)) if values.len() == CLAIM_REPLY.len() => (entry_id, values),
+        _ => return Err(Error::Corrupt(format!("malformed claim row: {row:?}"))),
+    };
+    let job = record::job_from(|name| match name {
+        "status" => Some("RUNNING"),
+        name => CLAIM_REPLY
+            .iter()
+            .position(|field| *field == name)
+            .and_then(|at| values[at].as_deref()),
+    })?;
     let lease = Lease {
-        entry_id,
+        entry_id: entry_id.clone(),
         jid: job.jid,
         attempt: job.attempts,
         token: job.lease,

@@ -26,10 +26,13 @@ where
 
 /// Builds a job from a hash read as a map.
 pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
+    job_from(|name| fields.get(name).map(String::as_str))
+}
+
+/// Builds a job from its stored fields, each looked up by name.
+pub(crate) fn job_from<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Job> {
     let text = |name: &str| {
-        fields
-            .get(name)
-            .ok_or_else(|| Error::Corrupt(format!("job hash lacks field {name:?}")))
+        field(name).ok_or_else(|| Error::Corrupt(format!("job hash lacks field {name:?}")))
     };
     let number = |name: &str| -> Result<i64> {
         let value = text(name)?;
@@ -38,7 +41,7 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
             .map_err(|_| Error::Corrupt(format!("job field {name:?} is not an integer: {value:?}")))
     };
     let time = |name: &str| -> Result<Option<Timestamp>> {
-        match fields.get(name) {
+        match field(name) {
             None => Ok(None),
             Some(value) => value
                 .parse()
@@ -55,18 +58,17 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
     let status: JobStatus = text("status")?
         .parse()
         .map_err(|err: crate::ValidationError| Error::Corrupt(err.to_string()))?;
-    let params = match fields.get("params").map(String::as_str) {
+    let params = match field("params") {
         None | Some("") => Params::new(),
         Some(json) => serde_json::from_str(json)
             .map_err(|err| Error::Corrupt(format!("job params are not a JSON object: {err}")))?,
     };
     let create_time = time("create_time")?
         .ok_or_else(|| Error::Corrupt("job hash lacks field \"create_time\"".into()))?;
-    let progress = fields
-        .get("progress")
+    let progress = field("progress")
         .and_then(|value| value.parse::<f64>().ok())
         .unwrap_or(0.0);
-    let mut history: Vec<Attempt> = match fields.get("history").map(String::as_str) {
+    let mut history: Vec<Attempt> = match field("history") {
         // cjson writes an empty Lua table as an object.
         None | Some("" | "{}") => Vec::new(),
         Some(json) => serde_json::from_str(json)
@@ -76,15 +78,15 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
         u32::try_from(number(name)?)
             .map_err(|_| Error::Corrupt(format!("job field {name:?} out of range")))
     };
-    let error = fields.get("error").filter(|e| !e.is_empty()).cloned();
+    let error = field("error").filter(|e| !e.is_empty()).map(str::to_owned);
     // The attempt that ended the job is kept in the hash's own fields, not
     // in `history` (see finish.lua).
-    if let Some(outcome) = fields.get("outcome") {
+    if let Some(outcome) = field("outcome") {
         let outcome = AttemptOutcome::parse(outcome)
             .ok_or_else(|| Error::Corrupt(format!("job outcome is unknown: {outcome:?}")))?;
         history.push(Attempt {
             number: Some(count("attempts")?),
-            worker: fields.get("worker").cloned().unwrap_or_default(),
+            worker: field("worker").unwrap_or_default().to_owned(),
             start_time: time("start_time")?,
             end_time: time("end_time")?,
             outcome,
@@ -97,7 +99,7 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
         status,
         start: number("start")?,
         end: number("end")?,
-        kind: text("kind")?.clone(),
+        kind: text("kind")?.to_owned(),
         params,
         create_time,
         start_time: time("start_time")?,
@@ -111,13 +113,10 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
         ),
         history,
         // Checked when stored; an unreadable one only costs the trace link.
-        trace_parent: fields
-            .get("traceparent")
-            .and_then(|text| TraceParent::parse(text).ok()),
+        trace_parent: field("traceparent").and_then(|text| TraceParent::parse(text).ok()),
         version: u64::try_from(number("version")?).unwrap_or(0),
         seq: u64::try_from(number("seq")?).unwrap_or(0),
-        lease: fields
-            .get("lease")
+        lease: field("lease")
             .and_then(|value| value.parse().ok())
             .unwrap_or(0),
     })

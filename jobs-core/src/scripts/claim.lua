@@ -8,10 +8,7 @@
 -- ARGV[3]  the most entries to read when no entries are given
 -- ARGV[4]  key prefix
 -- ARGV[5]  lease length in milliseconds
--- ARGV[6]  n, the number of job fields to return
--- ARGV[7..6+n] the job fields to return, starting with status, seq,
---           attempts, lease, version (the script reads and updates those)
--- ARGV[7+n..] pairs (entry id, jid) that a blocking XREADGROUP already
+-- ARGV[6..] pairs (entry id, jid) that a blocking XREADGROUP already
 --           delivered to this consumer; when absent the script reads new
 --           entries itself (XREADGROUP without BLOCK is allowed in a script)
 --
@@ -21,9 +18,11 @@
 -- moves, acknowledgements, the watcher check) is one command for all jobs;
 -- a change is published only on channels someone is subscribed to.
 --
--- Returns one array per job now RUNNING for this worker: {entry id, the
--- values of the n fields after the change (false for a missing field), the
--- start time}.
+-- Returns one array per job now RUNNING for this worker, only what the
+-- worker needs, in this order: {entry id, jid, attempts, lease, version,
+-- seq, start_time, start, end, kind, params, create_time, max_attempts,
+-- timeout_ms, traceparent (nil when absent)}; the first six after the id
+-- are the values after the change.
 -- Entries whose job is no longer QUEUED (cancelled, or gone) are acknowledged
 -- and left out of the reply.
 
@@ -39,13 +38,9 @@ if #due > 0 then
   redis.call('ZREM', KEYS[2], unpack(due))
 end
 
-local fields = {}
-local n = tonumber(ARGV[6])
-for i = 1, n do fields[i] = ARGV[6 + i] end
-
 local entries = {}
-if #ARGV > 6 + n then
-  for i = 7 + n, #ARGV, 2 do
+if #ARGV > 5 then
+  for i = 6, #ARGV, 2 do
     entries[#entries + 1] = {ARGV[i], ARGV[i + 1]}
   end
 else
@@ -68,21 +63,19 @@ local claimed, ids, taken, running, skipped, channels = {}, {}, {}, {}, {}, {}
 for _, e in ipairs(entries) do
   local id, jid = e[1], e[2]
   local key = jid and (prefix .. ':job:' .. jid)
-  local s = key and redis.call('HMGET', key, unpack(fields)) or {}
+  local s = key and redis.call('HMGET', key, 'status', 'seq', 'attempts', 'lease',
+    'version', 'start', 'end', 'kind', 'params', 'create_time', 'max_attempts',
+    'timeout_ms', 'traceparent') or {}
   if s[1] == 'QUEUED' then
-    s[1] = 'RUNNING'
-    s[3] = tonumber(s[3]) + 1
-    s[4] = tonumber(s[4]) + 1
-    s[5] = tonumber(s[5]) + 1
+    local attempts, lease, version = s[3] + 1, s[4] + 1, s[5] + 1
     redis.call('HSET', key, 'status', 'RUNNING', 'start_time', now,
       'worker', ARGV[2], 'lease_until', lease_until,
-      'attempts', s[3], 'lease', s[4], 'version', s[5])
+      'attempts', attempts, 'lease', lease, 'version', version)
     taken[#taken + 1] = jid
     running[#running + 1] = s[2]
     running[#running + 1] = jid
-    s[#fields + 1] = now
-    table.insert(s, 1, id)
-    claimed[#claimed + 1] = s
+    claimed[#claimed + 1] = {id, jid, attempts, lease, version, s[2], now, s[6],
+      s[7], s[8], s[9], s[10], s[11], s[12], s[13]}
     channels[#channels + 1] = prefix .. ':events:' .. jid
     ids[#ids + 1] = key
   else
