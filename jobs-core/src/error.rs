@@ -49,6 +49,16 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::Unavailable(_))
     }
+
+    /// The same error again, for each of several callers one failure
+    /// answers (the creates of a group).
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Error::Unavailable(err) => Error::Unavailable(err.clone()),
+            Error::Redis(err) => Error::Redis(err.clone()),
+            other => Error::Corrupt(other.to_string()),
+        }
+    }
 }
 
 impl From<redis::RedisError> for Error {

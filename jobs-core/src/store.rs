@@ -158,7 +158,34 @@ pub struct Store {
     hub: Arc<WatchHub>,
     defaults: Arc<JobDefaults>,
     retention: Retention,
+    group: Arc<CreateGroup>,
 }
+
+/// Single creates waiting to share a script call (group commit): while
+/// [`MAX_GROUPS_IN_FLIGHT`] calls are in flight, new creates wait here and
+/// the next call takes them all. An idle store sends each create at once;
+/// a busy one sends fewer, larger calls, which cost Redis much less per job.
+#[derive(Debug, Default)]
+struct CreateGroup {
+    state: std::sync::Mutex<GroupState>,
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    waiting: Vec<(NewJob, tokio::sync::oneshot::Sender<Result<Created>>)>,
+    in_flight: usize,
+}
+
+impl CreateGroup {
+    fn state(&self) -> std::sync::MutexGuard<'_, GroupState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How many grouped create calls may be in flight at once.
+const MAX_GROUPS_IN_FLIGHT: usize = 4;
 
 /// A job just accepted.
 #[derive(Debug, Clone)]
@@ -371,6 +398,7 @@ impl Store {
             hub: Arc::new(WatchHub::new(client)),
             defaults: Arc::new(JobDefaults::default()),
             retention: Retention::default(),
+            group: Arc::default(),
         })
     }
 
@@ -397,12 +425,78 @@ impl Store {
     /// With an idempotency key already used for the same submission within
     /// the window, returns the job first created instead, and creates
     /// nothing; used for another submission, it is refused.
+    ///
+    /// Creates made at the same time may share one script call (each job
+    /// still gets its own answer); the call runs to its end even if the
+    /// caller stops waiting, so a job is never half-accepted.
     pub async fn create(&self, new: &NewJob) -> Result<Created> {
+        // A key can refuse its job, which must not refuse the rest of a
+        // group: such creates go alone.
+        if new.idempotency_key().is_some() {
+            return self.create_alone(new).await;
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let group = {
+            let mut state = self.group.state();
+            state.waiting.push((new.clone(), answer));
+            if state.in_flight < MAX_GROUPS_IN_FLIGHT {
+                state.in_flight += 1;
+                Some(std::mem::take(&mut state.waiting))
+            } else {
+                None
+            }
+        };
+        if let Some(group) = group {
+            tokio::spawn(self.clone().create_groups(group));
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err(Error::Corrupt("a grouped create was lost".into())))
+    }
+
+    async fn create_alone(&self, new: &NewJob) -> Result<Created> {
         match self.save(std::slice::from_ref(new)).await? {
             Saved::Jobs(mut created) => created
                 .pop()
                 .ok_or_else(|| Error::Corrupt("create.lua returned no job".into())),
             Saved::KeyReused(_) => Err(key_reused("idempotency_key")),
+        }
+    }
+
+    /// Saves `group` in one call and answers each create, then whatever
+    /// waited meanwhile, until nothing waits.
+    async fn create_groups(
+        self,
+        mut group: Vec<(NewJob, tokio::sync::oneshot::Sender<Result<Created>>)>,
+    ) {
+        loop {
+            let (jobs, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+            let saved = self.save(&jobs).await;
+            match saved {
+                Ok(Saved::Jobs(created)) if created.len() == jobs.len() => {
+                    for (answer, created) in answers.into_iter().zip(created) {
+                        let _ = answer.send(Ok(created));
+                    }
+                }
+                Ok(_) => {
+                    for answer in answers {
+                        let odd = Error::Corrupt("create.lua replied oddly to a group".into());
+                        let _ = answer.send(Err(odd));
+                    }
+                }
+                Err(err) => {
+                    for answer in answers {
+                        let _ = answer.send(Err(err.duplicate()));
+                    }
+                }
+            }
+            let mut state = self.group.state();
+            if state.waiting.is_empty() {
+                state.in_flight -= 1;
+                return;
+            }
+            let take = state.waiting.len().min(MAX_BATCH_JOBS);
+            group = state.waiting.drain(..take).collect();
         }
     }
 

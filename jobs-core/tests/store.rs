@@ -108,6 +108,57 @@ async fn a_finished_job_never_changes_again() {
     assert_eq!(pending(&redis), 0);
 }
 
+/// Calls of scripts so far on this (private) server.
+fn script_calls(redis: &TestRedis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.connection())
+        .unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_made_together_share_script_calls_and_each_gets_its_job() {
+    let redis = TestRedis::private();
+    let (store, _) = setup(&redis).await;
+    let before = script_calls(&redis);
+    let creates = (0..300).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let new = NewJob::parse(i, i + 1, "sum", None).unwrap();
+            store.create(&new).await.map(|created| (i, created))
+        })
+    });
+    let created: Vec<_> = futures_util::future::join_all(creates)
+        .await
+        .into_iter()
+        .map(|joined| joined.unwrap().unwrap())
+        .collect();
+
+    let calls = script_calls(&redis) - before;
+    assert!(calls < 150, "{calls} script calls for 300 creates");
+    let mut jids: Vec<_> = created.iter().map(|(_, c)| c.job.jid).collect();
+    jids.sort();
+    jids.dedup();
+    assert_eq!(jids.len(), 300);
+    for (i, created) in &created {
+        assert!(!created.replayed);
+        assert_eq!((created.job.start, created.job.end), (*i, i + 1));
+        assert_eq!(store.get(&created.job.jid).await.unwrap(), created.job);
+    }
+    assert_eq!(stream_len(&redis), 300);
+}
+
 #[tokio::test]
 async fn acknowledged_entries_are_trimmed_from_the_queue() {
     let redis = TestRedis::start();
