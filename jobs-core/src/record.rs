@@ -104,7 +104,8 @@ pub(crate) fn job_from<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Jo
         create_time,
         start_time: time("start_time")?,
         end_time: time("end_time")?,
-        attempts: count("attempts")?,
+        // Absent until the first attempt.
+        attempts: field("attempts").map_or(Ok(0), |_| count("attempts"))?,
         error,
         progress,
         max_attempts: count("max_attempts")?,

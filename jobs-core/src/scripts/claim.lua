@@ -67,7 +67,8 @@ for _, e in ipairs(entries) do
     'version', 'start', 'end', 'kind', 'params', 'create_time', 'max_attempts',
     'timeout_ms', 'traceparent') or {}
   if s[1] == 'QUEUED' then
-    local attempts, lease, version = s[3] + 1, s[4] + 1, s[5] + 1
+    local attempts = (tonumber(s[3]) or 0) + 1
+    local lease, version = (tonumber(s[4]) or 0) + 1, s[5] + 1
     redis.call('HSET', key, 'status', 'RUNNING', 'start_time', now,
       'worker', ARGV[2], 'lease_until', lease_until,
       'attempts', attempts, 'lease', lease, 'version', version)

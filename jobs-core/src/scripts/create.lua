@@ -89,14 +89,21 @@ for i = 0, count - 1 do
       return redis.error_reply('DUPLICATE job ' .. jid .. ' already exists')
     end
     local seq = redis.call('INCR', KEYS[3])
-    redis.call('HSET', job_key,
-      'jid', jid, 'status', 'QUEUED', 'start', arg(i, 2), 'end', arg(i, 3),
-      'kind', arg(i, 4), 'params', arg(i, 5), 'create_time', now,
-      'attempts', 0, 'max_attempts', arg(i, 6), 'timeout_ms', arg(i, 7),
-      'lease', 0, 'progress', 0, 'version', 1, 'seq', seq)
-    if arg(i, 9) ~= '' then
-      redis.call('HSET', job_key, 'traceparent', arg(i, 9))
+    -- Fields at their zero value are left out (attempts, lease, progress;
+    -- params and traceparent when there are none): the readers default
+    -- them, and a smaller hash is cheaper for every later change.
+    local fields = {'jid', jid, 'status', 'QUEUED', 'start', arg(i, 2),
+      'end', arg(i, 3), 'kind', arg(i, 4), 'create_time', now,
+      'max_attempts', arg(i, 6), 'timeout_ms', arg(i, 7), 'version', '1', 'seq', seq}
+    if arg(i, 5) ~= '' then
+      fields[#fields + 1] = 'params'
+      fields[#fields + 1] = arg(i, 5)
     end
+    if arg(i, 9) ~= '' then
+      fields[#fields + 1] = 'traceparent'
+      fields[#fields + 1] = arg(i, 9)
+    end
+    redis.call('HSET', job_key, unpack(fields))
     redis.call('ZADD', KEYS[2], seq, jid)
     redis.call('ZADD', KEYS[4], seq, jid)
     redis.call('XADD', KEYS[1], '*', 'jid', jid)
