@@ -15,7 +15,8 @@
 //! | `{prefix}:seq` | string | the creation counter that gives each job its `seq` |
 //! | `{prefix}:index` | sorted set | every job's jid, scored by `seq`: the list, newest first |
 //! | `{prefix}:status:{STATUS}` | sorted set | the jids with that status, scored by `seq`: the filtered list |
-//! | `{prefix}:events:{jid}` | pub/sub channel | the job hash after each change, as a JSON array `[field, value, ...]` |
+//! | `{prefix}:events:{jid}` | pub/sub channel | the job hash after each change, as a JSON array `[field, value, ...]`; claims and finishes publish only while `{prefix}:watching` exists |
+//! | `{prefix}:watching` | string | present while an API process has WatchJob subscribers (it sets it before subscribing, with a 60 s TTL it refreshes every 20 s) |
 //! | `{prefix}:cancel` | pub/sub channel | jids of running jobs whose cancellation was requested, for their workers |
 //!
 //! Every state change is one Lua script (`scripts/`), so it is atomic and
@@ -34,6 +35,9 @@ use crate::{
 
 /// The consumer group every worker reads the queue through.
 pub(crate) const GROUP: &str = "workers";
+
+/// How long a watch waits for an event before it reads the job again.
+const WATCH_RECHECK: Duration = Duration::from_secs(10);
 
 /// Page size when a list request gives none.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -88,6 +92,10 @@ impl Keys {
         format!("{}:status:{status}", self.prefix)
     }
 
+    pub(crate) fn watching(&self) -> String {
+        format!("{}:watching", self.prefix)
+    }
+
     pub(crate) fn cancel_channel(&self) -> String {
         format!("{}:cancel", self.prefix)
     }
@@ -122,14 +130,14 @@ pub(crate) async fn connect_manager(
 /// A connection opened on first use, so that a Redis that is down when the
 /// process starts delays nothing but the calls that need it.
 #[derive(Debug)]
-struct LazyConnection {
+pub(crate) struct LazyConnection {
     client: redis::Client,
     timeout: Duration,
     manager: tokio::sync::OnceCell<ConnectionManager>,
 }
 
 impl LazyConnection {
-    async fn get(&self) -> Result<ConnectionManager> {
+    pub(crate) async fn get(&self) -> Result<ConnectionManager> {
         if let Some(manager) = self.manager.get() {
             return Ok(manager.clone());
         }
@@ -392,10 +400,11 @@ impl Store {
         if let Err(err) = conn.get().await {
             tracing::warn!(%err, url = %config.url(), "Redis is not reachable yet; calls fail as unavailable until it is");
         }
+        let keys = Arc::new(Keys::new(&config.key_prefix));
         Ok(Self {
+            hub: Arc::new(WatchHub::new(client, keys.watching(), conn.clone())),
             conn,
-            keys: Arc::new(Keys::new(&config.key_prefix)),
-            hub: Arc::new(WatchHub::new(client)),
+            keys,
             defaults: Arc::new(JobDefaults::default()),
             retention: Retention::default(),
             group: Arc::default(),
@@ -758,13 +767,21 @@ impl Store {
             while !finished {
                 let event = tokio::select! {
                     () = tx.closed() => return,
-                    event = subscription.recv() => event,
+                    event = subscription.recv() => Some(event),
+                    // A quiet spell: read the job again, in case an event
+                    // was not published (the watching flag lost, say).
+                    () = tokio::time::sleep(WATCH_RECHECK) => None,
                 };
                 let job = match event {
-                    Some(job) => job,
+                    Some(Some(job)) => job,
+                    None => match store.get(&jid).await {
+                        Ok(job) => job,
+                        // The subscription is still there; try again later.
+                        Err(_) => continue,
+                    },
                     // The shared subscription lost its connection: subscribe
                     // again and re-read, so no change in the gap is missed.
-                    None => {
+                    Some(None) => {
                         let again = async {
                             subscription = store.hub.subscribe(&channel).await?;
                             store.get(&jid).await

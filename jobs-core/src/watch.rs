@@ -4,6 +4,11 @@
 //! unsubscribed when its last watcher goes. If the connection drops, every
 //! subscription ends (its receiver yields `None`) and the next subscribe opens
 //! a new connection; watchers re-read the job then, so they miss nothing.
+//!
+//! While it has watchers, the hub keeps the key `{prefix}:watching` alive:
+//! the claim and finish scripts look for subscribers to a job's channel only
+//! while it exists, so that nobody watching costs them nothing. It is set
+//! before any channel is subscribed, and refreshed well within its lifetime.
 
 use std::{
     collections::HashMap,
@@ -11,13 +16,18 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
 use tokio::sync::mpsc;
 
-use crate::{Job, Result, record};
+use crate::{Job, Result, record, store::LazyConnection};
+
+/// How long `{prefix}:watching` lives unless refreshed; the hub refreshes it
+/// every third of that while anyone watches.
+const FLAG_TTL: Duration = Duration::from_secs(60);
 
 type Routes = HashMap<String, Vec<(u64, mpsc::UnboundedSender<Job>)>>;
 
@@ -25,7 +35,50 @@ type Routes = HashMap<String, Vec<(u64, mpsc::UnboundedSender<Job>)>>;
 #[derive(Debug)]
 pub(crate) struct WatchHub {
     client: redis::Client,
+    flag: Arc<WatchFlag>,
     connection: tokio::sync::Mutex<Option<Arc<HubConnection>>>,
+}
+
+/// The `{prefix}:watching` key and when this process last set it.
+#[derive(Debug)]
+struct WatchFlag {
+    key: String,
+    commands: Arc<LazyConnection>,
+    set_at: Mutex<Option<Instant>>,
+}
+
+impl WatchFlag {
+    /// Sets the key unless this process set it within a third of its life.
+    async fn raise(&self) -> Result<()> {
+        let fresh = self
+            .set_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < FLAG_TTL / 3);
+        if fresh {
+            return Ok(());
+        }
+        self.set().await
+    }
+
+    async fn set(&self) -> Result<()> {
+        let mut conn = self.commands.get().await?;
+        redis::cmd("SET")
+            .arg(&self.key)
+            .arg(1)
+            .arg("PX")
+            .arg(u64::try_from(FLAG_TTL.as_millis()).unwrap_or(u64::MAX))
+            .query_async::<()>(&mut conn)
+            .await?;
+        *self.set_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Forgets the last set, so the next subscription sets it again (a new
+    /// connection may mean a restarted Redis, which lost it).
+    fn forget(&self) {
+        *self.set_at.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
 }
 
 #[derive(Debug)]
@@ -48,9 +101,16 @@ pub(crate) struct Subscription {
 }
 
 impl WatchHub {
-    pub(crate) fn new(client: redis::Client) -> Self {
+    /// A hub over `client`, keeping the key `flag` while anyone watches
+    /// (set through `commands`).
+    pub(crate) fn new(client: redis::Client, flag: String, commands: Arc<LazyConnection>) -> Self {
         Self {
             client,
+            flag: Arc::new(WatchFlag {
+                key: flag,
+                commands,
+                set_at: Mutex::new(None),
+            }),
             connection: tokio::sync::Mutex::new(None),
         }
     }
@@ -58,6 +118,8 @@ impl WatchHub {
     /// Subscribes to `channel`; returns once Redis has confirmed it.
     pub(crate) async fn subscribe(&self, channel: &str) -> Result<Subscription> {
         let connection = self.connection().await?;
+        // Before the subscription: a change from then on is published.
+        self.flag.raise().await?;
         let (tx, events) = mpsc::unbounded_channel();
         let id = connection.next_id.fetch_add(1, Ordering::Relaxed);
         let mut sink = connection.sink.lock().await;
@@ -91,6 +153,20 @@ impl WatchHub {
             routes: Mutex::new(HashMap::new()),
             alive: AtomicBool::new(true),
             next_id: AtomicU64::new(0),
+        });
+        self.flag.forget();
+        let (refresher, flag) = (connection.clone(), self.flag.clone());
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(FLAG_TTL / 3);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            while refresher.alive.load(Ordering::Acquire) {
+                ticks.tick().await;
+                let watched = !refresher.lock_routes().is_empty();
+                if watched && let Err(err) = flag.set().await {
+                    tracing::warn!(%err, "cannot refresh the watching flag");
+                }
+            }
         });
         let reader = connection.clone();
         tokio::spawn(async move {

@@ -160,6 +160,44 @@ async fn creates_made_together_share_script_calls_and_each_gets_its_job() {
 }
 
 #[tokio::test]
+async fn a_watch_keeps_the_watching_flag_and_sees_each_change() {
+    use futures_util::StreamExt;
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    let flag = format!("{}:watching", redis.prefix());
+    let ttl = |redis: &TestRedis| -> i64 {
+        redis::cmd("PTTL")
+            .arg(&flag)
+            .query(&mut redis.connection())
+            .unwrap()
+    };
+    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+    assert_eq!(ttl(&redis), -2, "no flag while nobody watches");
+
+    let mut events = Box::pin(store.watch(job.jid).await.unwrap());
+    assert!((1..=60_000).contains(&ttl(&redis)), "{}", ttl(&redis));
+    assert_eq!(
+        events.next().await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+    let lease = take_one(&queue).await;
+    assert_eq!(
+        events.next().await.unwrap().unwrap().status,
+        JobStatus::Running
+    );
+    let outcome = Outcome::Success(6.into());
+    queue.finish(&[Finished { lease, outcome }]).await.unwrap();
+    assert_eq!(
+        events.next().await.unwrap().unwrap().status,
+        JobStatus::Success
+    );
+    assert!(
+        events.next().await.is_none(),
+        "the watch ends at a terminal state"
+    );
+}
+
+#[tokio::test]
 async fn acknowledged_entries_are_trimmed_from_the_queue() {
     let redis = TestRedis::start();
     let (store, queue) = setup(&redis).await;

@@ -16,7 +16,8 @@
 -- indexes and channels are derived from the prefix, because the jids are
 -- only known once the stream has been read. Work shared by the batch (index
 -- moves, acknowledgements, the watcher check) is one command for all jobs;
--- a change is published only on channels someone is subscribed to.
+-- a change is published only on channels someone is subscribed to, and
+-- looked for only while an API process keeps `{prefix}:watching`.
 --
 -- Returns one array per job now RUNNING for this worker, only what the
 -- worker needs, in this order: {entry id, jid, attempts, lease, version,
@@ -27,6 +28,7 @@
 -- and left out of the reply.
 
 local prefix = ARGV[4]
+local watching = anyone_watching(prefix)
 local now, now_ms = clock()
 local lease_until = string.format('%.0f', now_ms + tonumber(ARGV[5]))
 
@@ -77,8 +79,10 @@ for _, e in ipairs(entries) do
     running[#running + 1] = jid
     claimed[#claimed + 1] = {id, jid, attempts, lease, version, s[2], now, s[6],
       s[7], s[8], s[9], s[10], s[11], s[12], s[13]}
-    channels[#channels + 1] = prefix .. ':events:' .. jid
-    ids[#ids + 1] = key
+    if watching then
+      channels[#channels + 1] = prefix .. ':events:' .. jid
+      ids[#ids + 1] = key
+    end
   else
     skipped[#skipped + 1] = id
   end
@@ -87,7 +91,7 @@ end
 if #taken > 0 then
   redis.call('ZREM', prefix .. ':status:QUEUED', unpack(taken))
   redis.call('ZADD', prefix .. ':status:RUNNING', unpack(running))
-  local subscribers = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  local subscribers = watching and redis.call('PUBSUB', 'NUMSUB', unpack(channels)) or {}
   for i = 1, #channels do
     if subscribers[2 * i] > 0 then
       redis.call('PUBLISH', channels[i], cjson.encode(redis.call('HGETALL', ids[i])))

@@ -7,6 +7,14 @@ local function clock()
     tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- True when some API process follows jobs (WatchJob): it keeps this key
+-- while it does (watch.rs). Only then are the changed jobs' event channels
+-- checked for subscribers, which costs more than the rest of a batch's
+-- bookkeeping together.
+local function anyone_watching(prefix)
+  return redis.call('EXISTS', prefix .. ':watching') == 1
+end
+
 -- The job's `history` (attempts that ended without ending the job) with
 -- `entry` appended. Only retries, hand-backs and lost leases come here: an
 -- attempt that ends the job stays in the hash's own fields (`attempts`,

@@ -24,7 +24,8 @@
 -- `worker` and `start_time` are already there); one after which the job is
 -- queued again is appended to `history`. Work shared by the batch (index
 -- moves, acknowledgements, the watcher check) is one command for all
--- attempts; a change is published only on channels someone is subscribed to.
+-- attempts; a change is published only on channels someone is subscribed to, and
+-- looked for only while an API process keeps `{prefix}:watching`.
 --
 -- Returns an array with one integer per attempt: 1 when recorded, 0 when the
 -- job was not this lease's to change.
@@ -35,9 +36,11 @@
 -- rest of a job's finish.
 local INLINE_RESULT_BYTES = 64
 local prefix = ARGV[2]
+local watching = anyone_watching(prefix)
 local inline_results = tonumber(ARGV[4]) >= tonumber(ARGV[3])
 local now, now_ms = clock()
-local expires = now_ms + tonumber(ARGV[3])
+-- A string once, not a number formatted again for every job.
+local expires = string.format('%.0f', now_ms + tonumber(ARGV[3]))
 local recorded, acked, left_running, channels, keys = {}, {}, {}, {}, {}
 -- Members to add per status index, as (score, jid) pairs.
 local moved = {QUEUED = {}, SUCCESS = {}, ERROR = {}, CANCELLED = {}}
@@ -105,8 +108,10 @@ for i = 5, #ARGV, 6 do
     into[#into + 1] = seq
     into[#into + 1] = jid
     left_running[#left_running + 1] = jid
-    channels[#channels + 1] = prefix .. ':events:' .. jid
-    keys[#keys + 1] = key
+    if watching then
+      channels[#channels + 1] = prefix .. ':events:' .. jid
+      keys[#keys + 1] = key
+    end
     acked[#acked + 1] = id
     recorded[#recorded + 1] = 1
   else
@@ -129,7 +134,7 @@ if #left_running > 0 then
   end
   if #expiring > 0 then redis.call('ZADD', KEYS[3], unpack(expiring)) end
   if #delayed > 0 then redis.call('ZADD', KEYS[2], unpack(delayed)) end
-  local subscribers = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  local subscribers = watching and redis.call('PUBSUB', 'NUMSUB', unpack(channels)) or {}
   for i = 1, #channels do
     if subscribers[2 * i] > 0 then
       redis.call('PUBLISH', channels[i], cjson.encode(redis.call('HGETALL', keys[i])))
