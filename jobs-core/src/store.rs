@@ -478,6 +478,17 @@ impl Store {
         self,
         mut group: Vec<(NewJob, tokio::sync::oneshot::Sender<Result<Created>>)>,
     ) {
+        // Should this task ever panic, the slot must not stay taken: every
+        // later create would wait for it forever.
+        struct Slot<'a>(&'a CreateGroup);
+        impl Drop for Slot<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.state().in_flight -= 1;
+                }
+            }
+        }
+        let _slot = Slot(&self.group);
         loop {
             let (jobs, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
             let saved = self.save(&jobs).await;
