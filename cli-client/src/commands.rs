@@ -205,32 +205,61 @@ async fn list(
 ) -> anyhow::Result<()> {
     let mut client = api.jobs().await?;
     let status = status.map_or(pb::JobStatus::Unspecified, pb::JobStatus::from);
-    let mut jobs = Vec::new();
+    let jobs = collect_pages(limit, async |page_size, page_token| {
+        let request = pb::ListJobsRequest {
+            page_size,
+            page_token,
+            status: status.into(),
+        };
+        let page = client.list_jobs(request).await?.into_inner();
+        Ok((page.jobs, page.next_page_token))
+    })
+    .await?;
+    print_listing(printer, &jobs, job_json, "no jobs", |jobs| {
+        printer.job_table(jobs)
+    })
+}
+
+/// Asks `fetch` for pages (page size, page token -> items, next token)
+/// until `limit` items or the last page.
+async fn collect_pages<T>(
+    limit: u32,
+    mut fetch: impl AsyncFnMut(i32, String) -> anyhow::Result<(Vec<T>, String)>,
+) -> anyhow::Result<Vec<T>> {
+    let limit = limit as usize;
+    let mut items = Vec::new();
     let mut page_token = String::new();
     loop {
-        let wanted = limit.saturating_sub(u32::try_from(jobs.len()).unwrap_or(u32::MAX));
-        let page = client
-            .list_jobs(pb::ListJobsRequest {
-                page_size: i32::try_from(wanted.min(MAX_PAGE_SIZE)).unwrap_or(i32::MAX),
-                page_token,
-                status: status.into(),
-            })
-            .await?
-            .into_inner();
-        jobs.extend(page.jobs);
-        page_token = page.next_page_token;
-        if page_token.is_empty() || jobs.len() >= limit as usize {
+        let wanted = limit
+            .saturating_sub(items.len())
+            .min(MAX_PAGE_SIZE as usize);
+        let (page, next) = fetch(i32::try_from(wanted).unwrap_or(i32::MAX), page_token).await?;
+        items.extend(page);
+        page_token = next;
+        if page_token.is_empty() || items.len() >= limit {
             break;
         }
     }
-    jobs.truncate(limit as usize);
+    items.truncate(limit);
+    Ok(items)
+}
+
+/// Prints a listing: a JSON array, a line saying there is nothing, or the
+/// table.
+fn print_listing<T>(
+    printer: Printer,
+    items: &[T],
+    to_json: impl Fn(&T) -> Value,
+    nothing: &str,
+    table: impl FnOnce(&[T]) -> Vec<String>,
+) -> anyhow::Result<()> {
     if printer.json() {
-        return printer.document(&jobs.iter().map(job_json).collect());
+        return printer.document(&items.iter().map(to_json).collect());
     }
-    if jobs.is_empty() {
-        return Ok(printer.line("no jobs")?);
+    if items.is_empty() {
+        return Ok(printer.line(nothing)?);
     }
-    for line in printer.job_table(&jobs) {
+    for line in table(items) {
         printer.line(&line)?;
     }
     Ok(())
@@ -374,40 +403,27 @@ async fn data_load(api: &Api, file: &str, printer: Printer) -> anyhow::Result<()
 /// last page.
 async fn data_search(api: &Api, text: String, limit: u32, printer: Printer) -> anyhow::Result<()> {
     let mut client = api.data().await?;
-    let limit = limit as usize;
-    let mut records = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let wanted = limit.saturating_sub(records.len());
-        let page = client
-            .list_data(pb::ListDataRequest {
-                page_size: i32::try_from(wanted.min(MAX_PAGE_SIZE as usize)).unwrap_or(i32::MAX),
-                page_token,
-                search: text.clone(),
-            })
-            .await?
-            .into_inner();
-        records.extend(page.records);
-        page_token = page.next_page_token;
-        if page_token.is_empty() || records.len() >= limit {
-            break;
-        }
-    }
-    records.truncate(limit);
+    let records = collect_pages(limit, async |page_size, page_token| {
+        let request = pb::ListDataRequest {
+            page_size,
+            page_token,
+            search: text.clone(),
+        };
+        let page = client.list_data(request).await?.into_inner();
+        Ok((page.records, page.next_page_token))
+    })
+    .await?;
     let records = records
         .into_iter()
         .map(jobs_proto::struct_to_params)
         .collect::<Result<Vec<_>, _>>()?;
-    if printer.json() {
-        return printer.document(&records.into_iter().map(Value::Object).collect());
-    }
-    if records.is_empty() {
-        return Ok(printer.line("no matching records")?);
-    }
-    for line in printer.record_table(&records) {
-        printer.line(&line)?;
-    }
-    Ok(())
+    print_listing(
+        printer,
+        &records,
+        |record| Value::Object(record.clone()),
+        "no matching records",
+        |records| printer.record_table(records),
+    )
 }
 
 async fn data_get(api: &Api, id: String, printer: Printer) -> anyhow::Result<()> {

@@ -6,53 +6,12 @@
 
 use std::process::Output;
 
-use clap::Parser;
-use jobs_testkit::TestRedis;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
-struct Server {
-    grpc: String,
-    rest: String,
-    shutdown: CancellationToken,
-    _redis: TestRedis,
-}
+mod support;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+use support::{Server, server};
 
-/// The API with in-process workers on port 0, and these extra flags.
-async fn server(flags: &[&str]) -> Server {
-    let redis = TestRedis::start();
-    let mut args = vec![
-        "jobs-api",
-        "--dev",
-        "--redis-url",
-        redis.url(),
-        "--key-prefix",
-        redis.prefix(),
-    ];
-    args.extend(flags);
-    let config = jobs_api::Config::parse_from(args);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc = format!("http://{}", listener.local_addr().unwrap());
-    let rest = format!("http://{}", http.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    tokio::spawn(async move { jobs_api::run(&config, listener, http, token).await });
-    Server {
-        grpc,
-        rest,
-        shutdown,
-        _redis: redis,
-    }
-}
-
-/// Runs `jobs bench` with these flags; the binary runs off the test's
 /// runtime so the in-process server keeps serving.
 async fn bench(server: &Server, flags: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jobs"));

@@ -8,52 +8,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clap::Parser;
-use jobs_testkit::TestRedis;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
-struct Server {
-    url: String,
-    shutdown: CancellationToken,
-    _redis: TestRedis,
-}
+mod support;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+use support::Server;
 
 /// The API with in-process workers (`--dev`) on port 0.
 async fn server() -> Server {
-    server_with(&[]).await
+    support::server(&[]).await
 }
 
 /// The same, with more `jobs-api` flags.
 async fn server_with(flags: &[&str]) -> Server {
-    let redis = TestRedis::start();
-    let mut args = vec![
-        "jobs-api",
-        "--dev",
-        "--redis-url",
-        redis.url(),
-        "--key-prefix",
-        redis.prefix(),
-    ];
-    args.extend(flags);
-    let config = jobs_api::Config::parse_from(args);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    tokio::spawn(async move { jobs_api::run(&config, listener, http, token).await });
-    Server {
-        url,
-        shutdown,
-        _redis: redis,
-    }
+    support::server(flags).await
 }
 
 async fn jobs(server: &str, args: &[&str]) -> Output {
@@ -180,16 +148,16 @@ async fn finished_job(server: &str, args: &[&str]) -> String {
 #[tokio::test]
 async fn submit_prints_the_id_and_get_shows_the_job() {
     let server = server().await;
-    let health = jobs(&server.url, &["health"]).await;
+    let health = jobs(&server.grpc, &["health"]).await;
     assert_code(&health, 0);
     assert_eq!(stdout(&health), "SERVING");
 
-    let submitted = jobs(&server.url, &["submit", "--start", "-5", "--end", "5"]).await;
+    let submitted = jobs(&server.grpc, &["submit", "--start", "-5", "--end", "5"]).await;
     assert_code(&submitted, 0);
     let jid = stdout(&submitted);
     assert_eq!(jid.len(), 36, "a UUID: {jid}");
 
-    let shown = jobs(&server.url, &["get", &jid, "--output", "json"]).await;
+    let shown = jobs(&server.grpc, &["get", &jid, "--output", "json"]).await;
     assert_code(&shown, 0);
     let job = json(&shown);
     assert_eq!(job["jid"], jid.as_str());
@@ -199,14 +167,14 @@ async fn submit_prints_the_id_and_get_shows_the_job() {
     );
     assert_eq!(job["kind"], "sum");
 
-    let text = jobs(&server.url, &["get", &jid]).await;
+    let text = jobs(&server.grpc, &["get", &jid]).await;
     assert_code(&text, 0);
     let text = stdout(&text);
     assert!(text.starts_with(&format!("jid       {jid}")), "{text}");
     assert!(text.contains("range     -5..=5"), "{text}");
 
     let failing = jobs(
-        &server.url,
+        &server.grpc,
         &[
             "submit",
             "--start",
@@ -238,7 +206,7 @@ async fn submit_prints_the_id_and_get_shows_the_job() {
 async fn submit_wait_prints_the_result_and_fails_with_the_job() {
     let server = server().await;
     let summed = jobs(
-        &server.url,
+        &server.grpc,
         &["submit", "--start", "1", "--end", "100", "--wait"],
     )
     .await;
@@ -249,7 +217,7 @@ async fn submit_wait_prints_the_result_and_fails_with_the_job() {
 
     // A sum beyond 2^53 arrives exactly.
     let big = jobs(
-        &server.url,
+        &server.grpc,
         &["submit", "--start", "1", "--end", "1000000000", "--wait"],
     )
     .await;
@@ -257,7 +225,7 @@ async fn submit_wait_prints_the_result_and_fails_with_the_job() {
     assert_eq!(stdout(&big), "500000000500000000");
 
     let failed = jobs(
-        &server.url,
+        &server.grpc,
         &words("submit --start 1 --end 1 --kind fail --param message=boom --wait"),
     )
     .await;
@@ -268,7 +236,7 @@ async fn submit_wait_prints_the_result_and_fails_with_the_job() {
     assert_eq!(line.lines().filter(|l| l.starts_with("error")).count(), 1);
 
     let failed = jobs(
-        &server.url,
+        &server.grpc,
         &words("submit --start 1 --end 1 --kind fail --param message=boom --wait --output json"),
     )
     .await;
@@ -282,11 +250,11 @@ async fn submit_wait_prints_the_result_and_fails_with_the_job() {
 #[tokio::test]
 async fn result_prints_a_finished_jobs_outcome() {
     let server = server().await;
-    let jid = finished_job(&server.url, &["--start", "1", "--end", "10"]).await;
-    let result = jobs(&server.url, &["result", &jid]).await;
+    let jid = finished_job(&server.grpc, &["--start", "1", "--end", "10"]).await;
+    let result = jobs(&server.grpc, &["result", &jid]).await;
     assert_code(&result, 0);
     assert_eq!(stdout(&result), "55");
-    let result = jobs(&server.url, &["result", &jid, "--output", "json"]).await;
+    let result = jobs(&server.grpc, &["result", &jid, "--output", "json"]).await;
     assert_code(&result, 0);
     let outcome = json(&result);
     assert_eq!(
@@ -299,11 +267,11 @@ async fn result_prints_a_finished_jobs_outcome() {
     );
 
     let failed = finished_job(
-        &server.url,
+        &server.grpc,
         &["--start", "1", "--end", "1", "--kind", "fail"],
     )
     .await;
-    let result = jobs(&server.url, &["result", &failed]).await;
+    let result = jobs(&server.grpc, &["result", &failed]).await;
     assert_code(&result, 1);
     assert_one_error_line(&result);
 }
@@ -313,12 +281,12 @@ async fn watch_prints_json_lines_until_the_job_ends() {
     let server = server().await;
     let jid = stdout(
         &jobs(
-            &server.url,
+            &server.grpc,
             &["submit", "--start", "0", "--end", "400", "--kind", "sleep"],
         )
         .await,
     );
-    let watched = jobs(&server.url, &["watch", &jid, "--output", "json"]).await;
+    let watched = jobs(&server.grpc, &["watch", &jid, "--output", "json"]).await;
     assert_code(&watched, 0);
     let updates: Vec<Value> = stdout(&watched)
         .lines()
@@ -334,16 +302,16 @@ async fn watch_prints_json_lines_until_the_job_ends() {
     );
 
     // Text, not on a terminal: one line per update, the last one the end.
-    let text = jobs(&server.url, &["watch", &jid]).await;
+    let text = jobs(&server.grpc, &["watch", &jid]).await;
     assert_code(&text, 0);
     assert!(stdout(&text).starts_with("SUCCESS"), "{text:?}");
 
     let failed = finished_job(
-        &server.url,
+        &server.grpc,
         &["--start", "1", "--end", "1", "--kind", "fail"],
     )
     .await;
-    let watched = jobs(&server.url, &["watch", &failed, "--output", "json"]).await;
+    let watched = jobs(&server.grpc, &["watch", &failed, "--output", "json"]).await;
     assert_code(&watched, 1);
     let last: Value = serde_json::from_str(stdout(&watched).lines().last().unwrap()).unwrap();
     assert_eq!(last["status"], "ERROR");
@@ -353,15 +321,15 @@ async fn watch_prints_json_lines_until_the_job_ends() {
 #[tokio::test]
 async fn list_shows_newest_first_and_filters_by_status() {
     let server = server().await;
-    let first = finished_job(&server.url, &["--start", "1", "--end", "2"]).await;
+    let first = finished_job(&server.grpc, &["--start", "1", "--end", "2"]).await;
     let failed = finished_job(
-        &server.url,
+        &server.grpc,
         &["--start", "1", "--end", "1", "--kind", "fail"],
     )
     .await;
-    let last = finished_job(&server.url, &["--start", "3", "--end", "4"]).await;
+    let last = finished_job(&server.grpc, &["--start", "3", "--end", "4"]).await;
 
-    let listed = jobs(&server.url, &["list", "--output", "json"]).await;
+    let listed = jobs(&server.grpc, &["list", "--output", "json"]).await;
     assert_code(&listed, 0);
     let jids: Vec<_> = json(&listed)
         .as_array()
@@ -372,7 +340,7 @@ async fn list_shows_newest_first_and_filters_by_status() {
     assert_eq!(jids, [last.clone(), failed.clone(), first]);
 
     let errors = jobs(
-        &server.url,
+        &server.grpc,
         &["list", "--status", "ERROR", "--output", "json"],
     )
     .await;
@@ -381,7 +349,7 @@ async fn list_shows_newest_first_and_filters_by_status() {
     assert_eq!(errors.as_array().unwrap().len(), 1, "{errors}");
     assert_eq!(errors[0]["jid"], failed.as_str());
 
-    let table = jobs(&server.url, &["list", "--limit", "2"]).await;
+    let table = jobs(&server.grpc, &["list", "--limit", "2"]).await;
     assert_code(&table, 0);
     let table = stdout(&table);
     let lines: Vec<_> = table.lines().collect();
@@ -393,7 +361,7 @@ async fn list_shows_newest_first_and_filters_by_status() {
     let status_column = lines[0].find("STATUS").unwrap();
     assert_eq!(lines[2].find("ERROR"), Some(status_column), "{table}");
 
-    let none = jobs(&server.url, &["list", "--status", "cancelled"]).await;
+    let none = jobs(&server.grpc, &["list", "--status", "cancelled"]).await;
     assert_code(&none, 0);
     assert_eq!(stdout(&none), "no jobs");
 }
@@ -403,23 +371,23 @@ async fn cancel_ends_a_queued_job_and_stops_a_running_one() {
     // One slot: the first job runs, the second waits in the queue behind it.
     let server = server_with(&["--concurrency", "1"]).await;
     let sleep = words("submit --start 0 --end 60000 --kind sleep");
-    let running = stdout(&jobs(&server.url, &sleep).await);
-    let queued = stdout(&jobs(&server.url, &sleep).await);
+    let running = stdout(&jobs(&server.grpc, &sleep).await);
+    let queued = stdout(&jobs(&server.grpc, &sleep).await);
 
-    let cancelled = jobs(&server.url, &["cancel", &queued, "--output", "json"]).await;
+    let cancelled = jobs(&server.grpc, &["cancel", &queued, "--output", "json"]).await;
     assert_code(&cancelled, 0);
     assert_eq!(json(&cancelled)["status"], "CANCELLED");
-    let again = jobs(&server.url, &["cancel", &queued]).await;
+    let again = jobs(&server.grpc, &["cancel", &queued]).await;
     assert_code(&again, 1);
     assert_one_error_line(&again);
 
-    let stopping = jobs(&server.url, &["cancel", &running]).await;
+    let stopping = jobs(&server.grpc, &["cancel", &running]).await;
     assert_code(&stopping, 0);
     assert!(stdout(&stopping).starts_with(&running), "{stopping:?}");
     // The worker stops it well before its minute is up; the watch ends with
     // the job CANCELLED.
     let started = Instant::now();
-    let watched = jobs(&server.url, &["watch", &running, "--output", "json"]).await;
+    let watched = jobs(&server.grpc, &["watch", &running, "--output", "json"]).await;
     assert_code(&watched, 1);
     assert!(started.elapsed() < Duration::from_secs(20));
     let last: serde_json::Value =
@@ -430,7 +398,7 @@ async fn cancel_ends_a_queued_job_and_stops_a_running_one() {
 #[tokio::test]
 async fn failures_are_one_line_with_a_documented_exit_code() {
     let server = server().await;
-    let invalid = jobs(&server.url, &["submit", "--start", "5", "--end", "1"]).await;
+    let invalid = jobs(&server.grpc, &["submit", "--start", "5", "--end", "1"]).await;
     assert_code(&invalid, 1);
     assert!(
         stderr(&invalid).contains("end (1) must not be less than start (5)"),
@@ -446,7 +414,7 @@ async fn failures_are_one_line_with_a_documented_exit_code() {
         vec!["cancel", missing],
         vec!["get", missing, "--output", "json"],
     ] {
-        let output = jobs(&server.url, &args).await;
+        let output = jobs(&server.grpc, &args).await;
         assert_code(&output, 3);
         assert_one_error_line(&output);
         assert!(stderr(&output).contains("not found"), "{output:?}");
@@ -454,16 +422,16 @@ async fn failures_are_one_line_with_a_documented_exit_code() {
 
     let jid = stdout(
         &jobs(
-            &server.url,
+            &server.grpc,
             &words("submit --start 0 --end 60000 --kind sleep"),
         )
         .await,
     );
-    let unfinished = jobs(&server.url, &["result", &jid]).await;
+    let unfinished = jobs(&server.grpc, &["result", &jid]).await;
     assert_code(&unfinished, 1);
     assert_one_error_line(&unfinished);
     assert!(stderr(&unfinished).contains("not ready"), "{unfinished:?}");
-    jobs(&server.url, &["cancel", &jid]).await;
+    jobs(&server.grpc, &["cancel", &jid]).await;
 
     for usage in [
         vec!["submit", "--start", "x"],
@@ -472,7 +440,7 @@ async fn failures_are_one_line_with_a_documented_exit_code() {
         vec!["get"],
         vec!["completions", "tcsh"],
     ] {
-        assert_code(&jobs(&server.url, &usage).await, 2);
+        assert_code(&jobs(&server.grpc, &usage).await, 2);
     }
 }
 
@@ -501,7 +469,7 @@ async fn an_unreachable_server_fails_fast_with_a_hint() {
 #[tokio::test]
 async fn health_and_completions_speak_json_too() {
     let server = server().await;
-    let health = jobs(&server.url, &["health", "--output", "json"]).await;
+    let health = jobs(&server.grpc, &["health", "--output", "json"]).await;
     assert_code(&health, 0);
     assert_eq!(json(&health)["status"], "SERVING");
 
@@ -573,10 +541,10 @@ async fn help_shows_examples_and_exit_codes() {
 #[tokio::test]
 async fn a_reader_that_goes_away_is_no_error() {
     let server = server().await;
-    jobs(&server.url, &["submit", "--start", "1", "--end", "2"]).await;
+    jobs(&server.grpc, &["submit", "--start", "1", "--end", "2"]).await;
     let mut command = Command::new(env!("CARGO_BIN_EXE_jobs"));
     command
-        .args(["--server", &server.url, "list"])
+        .args(["--server", &server.grpc, "list"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let output = tokio::task::spawn_blocking(move || {
@@ -602,7 +570,7 @@ async fn data_load_search_and_get() {
             {"id": 42, "name": "Alan Turing", "city": "Wilmslow"}
         ]"#,
     );
-    let loaded = jobs(&server.url, &["data", "load", people.path(), "-o", "json"]).await;
+    let loaded = jobs(&server.grpc, &["data", "load", people.path(), "-o", "json"]).await;
     assert_code(&loaded, 0);
     let loaded = json(&loaded);
     assert_eq!(loaded["loaded"], 3);
@@ -617,7 +585,7 @@ async fn data_load_search_and_get() {
     // Text: the count, and the generated id beside its record's index. From
     // stdin, loading again replaces the records with those ids.
     let text = jobs_with(
-        &server.url,
+        &server.grpc,
         &["data", "load", "-"],
         &[],
         Some(r#"[{"id": "ada", "name": "Ada King"}, {"name": "Anonymous"}]"#),
@@ -627,16 +595,16 @@ async fn data_load_search_and_get() {
     let lines: Vec<String> = stdout(&text).lines().map(str::to_owned).collect();
     assert_eq!(lines[..2], ["loaded 2 records", "generated ids (1):"]);
     assert!(lines[2].starts_with("  records[1]  "), "{lines:?}");
-    assert_eq!(all_records(&server.url, &[]).await.len(), 4);
+    assert_eq!(all_records(&server.grpc, &[]).await.len(), 4);
 
-    let found = jobs(&server.url, &["data", "search", "ADA", "-o", "json"]).await;
+    let found = jobs(&server.grpc, &["data", "search", "ADA", "-o", "json"]).await;
     assert_code(&found, 0);
     assert_eq!(
         json(&found),
         serde_json::json!([{"id": "ada", "name": "Ada King"}])
     );
     // Any string value at any depth, in load order, cut at --limit.
-    let found = jobs(&server.url, &["data", "search", "a", "-o", "json"]).await;
+    let found = jobs(&server.grpc, &["data", "search", "a", "-o", "json"]).await;
     let found: Vec<_> = json(&found)
         .as_array()
         .unwrap()
@@ -647,34 +615,34 @@ async fn data_load_search_and_get() {
         found,
         ["Grace Hopper", "Alan Turing", "Ada King", "Anonymous"]
     );
-    let cut = jobs(&server.url, &words("data search a --limit 2 -o json")).await;
+    let cut = jobs(&server.grpc, &words("data search a --limit 2 -o json")).await;
     assert_eq!(json(&cut).as_array().unwrap().len(), 2);
-    let navy = jobs(&server.url, &words("data search cobol -o json")).await;
+    let navy = jobs(&server.grpc, &words("data search cobol -o json")).await;
     assert_eq!(json(&navy)[0]["id"], generated);
 
-    let table = jobs(&server.url, &words("data search turing")).await;
+    let table = jobs(&server.grpc, &words("data search turing")).await;
     assert_code(&table, 0);
     let table = stdout(&table);
     let lines: Vec<_> = table.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");
     assert!(lines[0].starts_with("id  city      name"), "{table}");
     assert!(lines[1].starts_with("42  Wilmslow  Alan Turing"), "{table}");
-    let none = jobs(&server.url, &words("data search nobody")).await;
+    let none = jobs(&server.grpc, &words("data search nobody")).await;
     assert_code(&none, 0);
     assert_eq!(stdout(&none), "no matching records");
 
-    let got = jobs(&server.url, &words("data get 42 -o json")).await;
+    let got = jobs(&server.grpc, &words("data get 42 -o json")).await;
     assert_code(&got, 0);
     assert_eq!(
         json(&got),
         serde_json::json!({"id": 42, "name": "Alan Turing", "city": "Wilmslow"})
     );
-    let got = jobs(&server.url, &words("data get 42")).await;
+    let got = jobs(&server.grpc, &words("data get 42")).await;
     assert_code(&got, 0);
     assert_eq!(stdout(&got), "id    42\ncity  Wilmslow\nname  Alan Turing");
 
     for args in [words("data get nobody"), words("data get nobody -o json")] {
-        let missing = jobs(&server.url, &args).await;
+        let missing = jobs(&server.grpc, &args).await;
         assert_code(&missing, 3);
         assert_one_error_line(&missing);
         assert!(
@@ -715,19 +683,19 @@ async fn a_bad_record_loads_nothing_and_names_its_index() {
         ),
     ] {
         let file = DataFile::new(name, &contents);
-        let output = jobs(&server.url, &["data", "load", file.path()]).await;
+        let output = jobs(&server.grpc, &["data", "load", file.path()]).await;
         assert_code(&output, 1);
         assert_one_error_line(&output);
         assert!(stderr(&output).contains(expected), "{name}: {output:?}");
         assert_eq!(stdout(&output), "", "{name}");
         assert_eq!(
-            all_records(&server.url, &[]).await,
+            all_records(&server.grpc, &[]).await,
             Vec::<Value>::new(),
             "{name}"
         );
     }
 
-    let missing = jobs(&server.url, &["data", "load", "/nonexistent/people.json"]).await;
+    let missing = jobs(&server.grpc, &["data", "load", "/nonexistent/people.json"]).await;
     assert_code(&missing, 1);
     assert_one_error_line(&missing);
     assert!(
@@ -740,14 +708,14 @@ async fn a_bad_record_loads_nothing_and_names_its_index() {
 async fn a_server_with_a_token_takes_only_that_token() {
     let server = server_with(&["--api-token", "s3cret"]).await;
 
-    let refused = jobs(&server.url, &words("list")).await;
+    let refused = jobs(&server.grpc, &words("list")).await;
     assert_code(&refused, 1);
     assert_one_error_line(&refused);
     assert!(stderr(&refused).contains("requires a token"), "{refused:?}");
     for wrong in [
-        jobs(&server.url, &words("--token s3cres list")).await,
+        jobs(&server.grpc, &words("--token s3cres list")).await,
         jobs_with(
-            &server.url,
+            &server.grpc,
             &words("list"),
             &[("JOBS_API_TOKEN", "nope")],
             None,
@@ -759,19 +727,19 @@ async fn a_server_with_a_token_takes_only_that_token() {
         assert!(stderr(&wrong).contains("refused the token"), "{wrong:?}");
     }
     let load = DataFile::new("token", r#"[{"id": "a"}]"#);
-    let refused = jobs(&server.url, &["data", "load", load.path()]).await;
+    let refused = jobs(&server.grpc, &["data", "load", load.path()]).await;
     assert_code(&refused, 1);
     assert!(stderr(&refused).contains("requires a token"), "{refused:?}");
 
     // Health stays open, for load balancers.
-    assert_code(&jobs(&server.url, &words("health")).await, 0);
+    assert_code(&jobs(&server.grpc, &words("health")).await, 0);
 
-    let listed = jobs(&server.url, &words("--token s3cret list -o json")).await;
+    let listed = jobs(&server.grpc, &words("--token s3cret list -o json")).await;
     assert_code(&listed, 0);
     assert_eq!(json(&listed), serde_json::json!([]));
     let env = [("JOBS_API_TOKEN", "s3cret")];
     let summed = jobs_with(
-        &server.url,
+        &server.grpc,
         &words("submit --start 1 --end 4 --wait"),
         &env,
         None,
@@ -780,17 +748,17 @@ async fn a_server_with_a_token_takes_only_that_token() {
     assert_code(&summed, 0);
     assert_eq!(stdout(&summed), "10");
     // A client stream carries it too.
-    let loaded = jobs_with(&server.url, &["data", "load", load.path()], &env, None).await;
+    let loaded = jobs_with(&server.grpc, &["data", "load", load.path()], &env, None).await;
     assert_code(&loaded, 0);
-    assert_eq!(all_records(&server.url, &env).await.len(), 1);
+    assert_eq!(all_records(&server.grpc, &env).await.len(), 1);
 
     // The help names the variable but never shows its value.
-    let help = jobs_with(&server.url, &["--help"], &env, None).await;
+    let help = jobs_with(&server.grpc, &["--help"], &env, None).await;
     let help = stdout(&help);
     assert!(help.contains("JOBS_API_TOKEN"), "{help}");
     assert!(!help.contains("s3cret"), "{help}");
 
-    let unusable = jobs(&server.url, &["--token", "new\nline", "list"]).await;
+    let unusable = jobs(&server.grpc, &["--token", "new\nline", "list"]).await;
     assert_code(&unusable, 2);
     assert_one_error_line(&unusable);
 }

@@ -60,8 +60,9 @@ else
   end
 end
 
--- ids holds the job keys, for the (rare) watched job's full state.
-local claimed, ids, taken, running, skipped, channels = {}, {}, {}, {}, {}, {}
+-- channels and keys: the changed jobs' channels and hashes, while someone
+-- watches.
+local claimed, keys, taken, running, skipped, channels = {}, {}, {}, {}, {}, {}
 for _, e in ipairs(entries) do
   local id, jid = e[1], e[2]
   local key = jid and (prefix .. ':job:' .. jid)
@@ -81,7 +82,7 @@ for _, e in ipairs(entries) do
       s[7], s[8], s[9], s[10], s[11], s[12], s[13]}
     if watching then
       channels[#channels + 1] = prefix .. ':events:' .. jid
-      ids[#ids + 1] = key
+      keys[#keys + 1] = key
     end
   else
     skipped[#skipped + 1] = id
@@ -91,12 +92,7 @@ end
 if #taken > 0 then
   redis.call('ZREM', prefix .. ':status:QUEUED', unpack(taken))
   redis.call('ZADD', prefix .. ':status:RUNNING', unpack(running))
-  local subscribers = watching and redis.call('PUBSUB', 'NUMSUB', unpack(channels)) or {}
-  for i = 1, #channels do
-    if subscribers[2 * i] > 0 then
-      redis.call('PUBLISH', channels[i], cjson.encode(redis.call('HGETALL', ids[i])))
-    end
-  end
+  publish_watched(channels, keys)
 end
 if #skipped > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(skipped))

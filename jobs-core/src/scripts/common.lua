@@ -15,6 +15,20 @@ local function anyone_watching(prefix)
   return redis.call('EXISTS', prefix .. ':watching') == 1
 end
 
+-- Publishes the state of each job keys[i] on channels[i], where someone
+-- is subscribed (one PUBSUB NUMSUB for all).
+local function publish_watched(channels, keys)
+  if #channels == 0 then
+    return
+  end
+  local subscribers = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  for i = 1, #channels do
+    if subscribers[2 * i] > 0 then
+      redis.call('PUBLISH', channels[i], cjson.encode(redis.call('HGETALL', keys[i])))
+    end
+  end
+end
+
 -- The job's `history` (attempts that ended without ending the job) with
 -- `entry` appended. Only retries, hand-backs and lost leases come here: an
 -- attempt that ends the job stays in the hash's own fields (`attempts`,

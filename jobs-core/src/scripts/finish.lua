@@ -134,12 +134,7 @@ if #left_running > 0 then
   end
   if #expiring > 0 then redis.call('ZADD', KEYS[3], unpack(expiring)) end
   if #delayed > 0 then redis.call('ZADD', KEYS[2], unpack(delayed)) end
-  local subscribers = watching and redis.call('PUBSUB', 'NUMSUB', unpack(channels)) or {}
-  for i = 1, #channels do
-    if subscribers[2 * i] > 0 then
-      redis.call('PUBLISH', channels[i], cjson.encode(redis.call('HGETALL', keys[i])))
-    end
-  end
+  publish_watched(channels, keys)
 end
 if #acked > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(acked))
