@@ -376,26 +376,37 @@ impl Queue {
     }
 
     /// Gives back the jobs of workers whose leases lapsed, and drops jobs
-    /// past their retention from the indexes.
+    /// past their retention from the indexes: all that is due, in short
+    /// script calls (each does a bounded share), so that a worker keeps up
+    /// with however many jobs finish and other clients are served between
+    /// the calls.
     pub async fn recover(&self) -> Result<Recovered> {
+        // Bounds one pass even if jobs were to expire as fast as it forgets
+        // them; the next pass goes on.
+        const MAX_CALLS: usize = 1000;
         let run = || async {
             let mut conn = self.conn.clone();
-            let (requeued, failed, forgotten): (u64, u64, u64) = scripts::RECOVER
-                .key(self.keys.queue())
-                .key(self.keys.expiry())
-                .key(self.keys.index())
-                .arg(GROUP)
-                .arg(&*self.consumer)
-                .arg(self.keys.prefix())
-                .arg(self.lease_ms())
-                .arg(self.settings.retention.job_ms())
-                .invoke_async(&mut conn)
-                .await?;
-            Ok(Recovered {
-                requeued,
-                failed,
-                forgotten,
-            })
+            let mut total = Recovered::default();
+            for _ in 0..MAX_CALLS {
+                let (requeued, failed, forgotten, more): (u64, u64, u64, u8) = scripts::RECOVER
+                    .key(self.keys.queue())
+                    .key(self.keys.expiry())
+                    .key(self.keys.index())
+                    .arg(GROUP)
+                    .arg(&*self.consumer)
+                    .arg(self.keys.prefix())
+                    .arg(self.lease_ms())
+                    .arg(self.settings.retention.job_ms())
+                    .invoke_async(&mut conn)
+                    .await?;
+                total.requeued += requeued;
+                total.failed += failed;
+                total.forgotten += forgotten;
+                if more == 0 {
+                    break;
+                }
+            }
+            Ok(total)
         };
         self.retry_without_group(run).await
     }

@@ -607,23 +607,44 @@ async fn finished_jobs_expire_and_leave_the_list() {
     )
     .await
     .unwrap();
-    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
-    let lease = take_one(&queue).await;
-    queue
-        .finish(&[Finished {
-            lease,
+    // Finished together, so they share one entry of the retention schedule.
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.push(submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await);
+    }
+    let claimed = queue.claim(3, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let finished: Vec<Finished> = claimed
+        .into_iter()
+        .map(|claimed| Finished {
+            lease: claimed.lease,
             outcome: Outcome::Success(6.into()),
-        }])
-        .await
-        .unwrap();
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(format!("{}:job:{}", redis.prefix(), job.jid))
+        })
+        .collect();
+    queue.finish(&finished).await.unwrap();
+    let schedule: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{}:expiry", redis.prefix()))
+        .arg(0)
+        .arg(-1)
         .query(&mut redis.connection())
         .unwrap();
-    assert!(ttl > 0 && ttl <= 1000, "the finished job expires: {ttl}");
+    assert_eq!(
+        schedule.len(),
+        1,
+        "one schedule entry per finish: {schedule:?}"
+    );
+    for job in &jobs {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("{}:job:{}", redis.prefix(), job.jid))
+            .query(&mut redis.connection())
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 1000, "the finished job expires: {ttl}");
+    }
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(matches!(store.get(&job.jid).await, Err(Error::NotFound(_))));
-    assert_eq!(queue.recover().await.unwrap().forgotten, 1);
+    for job in &jobs {
+        assert!(matches!(store.get(&job.jid).await, Err(Error::NotFound(_))));
+    }
+    assert_eq!(queue.recover().await.unwrap().forgotten, 3);
     let page = store
         .list(&ListQuery::new(0, "", None).unwrap())
         .await
@@ -639,6 +660,58 @@ async fn finished_jobs_expire_and_leave_the_list() {
         "{:?}",
         redis.keys()
     );
+}
+
+#[tokio::test]
+async fn one_recovery_forgets_every_expired_job_however_many() {
+    // More than one script call forgets (1,000 jobs each): the pass goes on
+    // until nothing expired is left, or a busy system would fall behind.
+    const JOBS: usize = 2_500;
+    let redis = TestRedis::start();
+    let config = RedisConfig::new(redis.url(), redis.prefix());
+    let store = Store::connect(&config).await.unwrap();
+    let retention = Retention {
+        retention_secs: 1,
+        result_ttl_secs: 1,
+    };
+    let queue = Queue::connect(
+        &config,
+        "w",
+        QueueSettings {
+            retention,
+            ..QueueSettings::default()
+        },
+    )
+    .await
+    .unwrap();
+    let new: Vec<NewJob> = (0..JOBS)
+        .map(|_| NewJob::parse(1, 3, "sum", None).unwrap())
+        .collect();
+    for chunk in new.chunks(500) {
+        store.create_many(chunk).await.unwrap();
+    }
+    let mut finished = 0;
+    while finished < JOBS {
+        let claimed = queue.claim(100, Duration::from_millis(50)).await.unwrap();
+        assert!(!claimed.is_empty(), "{finished} of {JOBS} finished");
+        finished += claimed.len();
+        let outcomes: Vec<Finished> = claimed
+            .into_iter()
+            .map(|claimed| Finished {
+                lease: claimed.lease,
+                outcome: Outcome::Success(6.into()),
+            })
+            .collect();
+        queue.finish(&outcomes).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(queue.recover().await.unwrap().forgotten, JOBS as u64);
+    let left: Vec<String> = redis
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains(":status:") || k.ends_with(":index") || k.ends_with(":expiry"))
+        .collect();
+    assert!(left.is_empty(), "indexes left: {left:?}");
 }
 
 #[tokio::test]

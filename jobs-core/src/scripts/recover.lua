@@ -2,7 +2,8 @@
 -- leases (killed, lost, paused), and forget jobs past their retention.
 --
 -- KEYS[1]  queue stream          {prefix}:queue
--- KEYS[2]  retention schedule    {prefix}:expiry (zset, score = expiry in ms)
+-- KEYS[2]  retention schedule    {prefix}:expiry (zset, score = expiry in ms;
+--          member = the space-separated jids that expire then)
 -- KEYS[3]  index of all jobs     {prefix}:index
 -- ARGV[1]  consumer group name
 -- ARGV[2]  consumer name (the worker running this)
@@ -17,14 +18,20 @@
 -- entry was delivered but never taken is queued again. The old entry is
 -- acknowledged and deleted.
 --
--- Returns {requeued, failed, forgotten}: jobs queued again, jobs ended ERROR,
--- and expired jobs removed from the indexes.
+-- Each call does a bounded amount of work (RECLAIM_AT_ONCE entries,
+-- FORGET_AT_ONCE jobs) so that it never holds Redis for long; the caller
+-- calls again while `more` says that one of them was reached.
+--
+-- Returns {requeued, failed, forgotten, more}: jobs queued again, jobs ended
+-- ERROR, expired jobs removed from the indexes, and 1 when work remains.
 
 local prefix = ARGV[3]
 local now, now_ms = clock()
 local requeued, failed, forgotten = 0, 0, 0
 
-local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], '0-0', 'COUNT', 100)
+local RECLAIM_AT_ONCE = 100
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], '0-0',
+  'COUNT', RECLAIM_AT_ONCE)
 for _, entry in ipairs(claimed[2]) do
   local id, fields = entry[1], entry[2]
   local jid = nil
@@ -78,16 +85,31 @@ for _, entry in ipairs(claimed[2]) do
   end
 end
 
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, 1000)
-for _, jid in ipairs(expired) do
-  redis.call('ZREM', KEYS[2], jid)
-  if redis.call('EXISTS', prefix .. ':job:' .. jid) == 0 then
-    redis.call('ZREM', KEYS[3], jid)
-    for _, status in ipairs({'QUEUED', 'RUNNING', 'ERROR', 'SUCCESS', 'CANCELLED'}) do
-      redis.call('ZREM', prefix .. ':status:' .. status, jid)
+-- Each schedule entry is the space-separated jids of the jobs one finish
+-- expired together. Jobs are forgotten FORGET_AT_ONCE at a time, at most
+-- (whole entries).
+local FORGET_AT_ONCE = 1000
+local gone, due = {}, 0
+while due < FORGET_AT_ONCE do
+  local entries = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, 10)
+  if #entries == 0 then break end
+  redis.call('ZREM', KEYS[2], unpack(entries))
+  for _, entry in ipairs(entries) do
+    for jid in string.gmatch(entry, '%S+') do
+      due = due + 1
+      if redis.call('EXISTS', prefix .. ':job:' .. jid) == 0 then
+        gone[#gone + 1] = jid
+      end
     end
-    forgotten = forgotten + 1
   end
 end
+if #gone > 0 then
+  redis.call('ZREM', KEYS[3], unpack(gone))
+  for _, status in ipairs({'QUEUED', 'RUNNING', 'ERROR', 'SUCCESS', 'CANCELLED'}) do
+    redis.call('ZREM', prefix .. ':status:' .. status, unpack(gone))
+  end
+  forgotten = #gone
+end
 
-return {requeued, failed, forgotten}
+local more = (#claimed[2] == RECLAIM_AT_ONCE or due >= FORGET_AT_ONCE) and 1 or 0
+return {requeued, failed, forgotten, more}
