@@ -14,7 +14,7 @@
 //! | `{prefix}:queue` | stream | one entry per queued job, field `jid`, read by consumer group `workers`; an entry is acknowledged when its job finishes, and acknowledged entries are trimmed from the head of the stream |
 //! | `{prefix}:seq` | string | the creation counter that gives each job its `seq` |
 //! | `{prefix}:index` | sorted set | every job's jid, scored by `seq`: the list, newest first |
-//! | `{prefix}:status:{STATUS}` | sorted set | the jids with that status, scored by `seq`: the filtered list |
+//! | `{prefix}:status:{STATUS}` | sorted set | the jids with that status, scored by `seq`: the filtered list. RUNNING has none: the queue's pending entries name the running jobs (`running.lua`) |
 //! | `{prefix}:events:{jid}` | pub/sub channel | the job hash after each change, as a JSON array `[field, value, ...]`; claims and finishes publish only while `{prefix}:watching` exists |
 //! | `{prefix}:watching` | string | present while an API process has WatchJob subscribers (it sets it before subscribing, with a 60 s TTL it refreshes every 20 s) |
 //! | `{prefix}:cancel` | pub/sub channel | jids of running jobs whose cancellation was requested, for their workers |
@@ -621,7 +621,6 @@ impl Store {
                 .key(self.keys.queue())
                 .key(self.keys.delayed())
                 .key(self.keys.status(JobStatus::Queued))
-                .key(self.keys.status(JobStatus::Running))
                 .arg(GROUP)
                 .arg(self.keys.prefix())
                 .invoke_async(&mut conn)
@@ -653,22 +652,35 @@ impl Store {
     /// One page of jobs, newest first. Jobs created while a client pages sort
     /// before its first page, so paging never shows a gap or a duplicate.
     pub async fn list(&self, query: &ListQuery) -> Result<JobPage> {
-        let index = match query.status {
-            Some(status) => self.keys.status(status),
-            None => self.keys.index(),
-        };
         let max = match query.after_seq {
             Some(seq) => format!("({seq}"),
             None => "+inf".to_owned(),
         };
         let mut conn = self.conn.get().await?;
-        let (more, pages): (i64, Vec<Vec<String>>) = scripts::LIST
-            .key(index)
-            .arg(self.keys.prefix())
-            .arg(max)
-            .arg(query.page_size)
-            .invoke_async(&mut conn)
-            .await?;
+        // RUNNING jobs are found through the queue's pending entries (see
+        // running.lua); every other listing has an index.
+        let (more, pages): (i64, Vec<Vec<String>>) = match query.status {
+            Some(JobStatus::Running) => {
+                scripts::RUNNING
+                    .key(self.keys.queue())
+                    .arg(GROUP)
+                    .arg(self.keys.prefix())
+                    .arg(max)
+                    .arg(query.page_size)
+                    .invoke_async(&mut conn)
+                    .await?
+            }
+            status => {
+                let index = status.map_or_else(|| self.keys.index(), |s| self.keys.status(s));
+                scripts::LIST
+                    .key(index)
+                    .arg(self.keys.prefix())
+                    .arg(max)
+                    .arg(query.page_size)
+                    .invoke_async(&mut conn)
+                    .await?
+            }
+        };
         let jobs = pages
             .into_iter()
             .map(record::job_from_pairs)

@@ -872,6 +872,52 @@ async fn a_batch_is_saved_and_queued_in_order_with_one_call() {
 }
 
 #[tokio::test]
+async fn running_jobs_list_newest_first_page_by_page() {
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    let running =
+        |size, token: &str| ListQuery::new(size, token, Some(JobStatus::Running)).unwrap();
+    // No stream, then no group: nothing runs yet.
+    assert!(store.list(&running(10, "")).await.unwrap().jobs.is_empty());
+    let batch: Vec<NewJob> = (0..6)
+        .map(|i| NewJob::parse(i, i + 10, "sum", None).unwrap())
+        .collect();
+    store.create_many(&batch).await.unwrap();
+    assert!(store.list(&running(10, "")).await.unwrap().jobs.is_empty());
+
+    // Four taken, one of them finished and one cancelled while running
+    // (still RUNNING until its worker stops it).
+    let mut claimed = queue.claim(4, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    let done = claimed.remove(0);
+    queue
+        .finish(&[Finished {
+            lease: done.lease,
+            outcome: Outcome::Success(1.into()),
+        }])
+        .await
+        .unwrap();
+    store.cancel(&claimed[0].job.jid).await.unwrap();
+
+    let first = store.list(&running(2, "")).await.unwrap();
+    let starts =
+        |page: &jobs_core::JobPage| -> Vec<i64> { page.jobs.iter().map(|j| j.start).collect() };
+    assert_eq!(starts(&first), [3, 2]);
+    assert!(first.jobs.iter().all(|j| j.status == JobStatus::Running));
+    let token = first.next_page_token.expect("a second page");
+    let second = store.list(&running(2, &token)).await.unwrap();
+    assert_eq!(starts(&second), [1]);
+    assert_eq!(second.next_page_token, None);
+    // The queued ones are listed apart, as before.
+    let queued = store
+        .list(&ListQuery::new(10, "", Some(JobStatus::Queued)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(starts(&queued), [5, 4]);
+    assert_eq!(store.queue_stats().await.unwrap().running, 3);
+}
+
+#[tokio::test]
 async fn a_batch_outside_the_bounds_is_refused() {
     let redis = TestRedis::start();
     let (store, _) = setup(&redis).await;

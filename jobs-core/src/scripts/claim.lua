@@ -62,7 +62,7 @@ end
 
 -- channels and keys: the changed jobs' channels and hashes, while someone
 -- watches.
-local claimed, keys, taken, running, skipped, channels = {}, {}, {}, {}, {}, {}
+local claimed, keys, taken, skipped, channels = {}, {}, {}, {}, {}
 for _, e in ipairs(entries) do
   local id, jid = e[1], e[2]
   local key = jid and (prefix .. ':job:' .. jid)
@@ -76,8 +76,6 @@ for _, e in ipairs(entries) do
       'worker', ARGV[2], 'lease_until', lease_until,
       'attempts', attempts, 'lease', lease, 'version', version)
     taken[#taken + 1] = jid
-    running[#running + 1] = s[2]
-    running[#running + 1] = jid
     claimed[#claimed + 1] = {id, jid, attempts, lease, version, s[2], now, s[6],
       s[7], s[8], s[9], s[10], s[11], s[12], s[13]}
     if watching then
@@ -90,8 +88,9 @@ for _, e in ipairs(entries) do
 end
 
 if #taken > 0 then
+  -- RUNNING has no index: the entries now pending name these jobs
+  -- (running.lua).
   redis.call('ZREM', prefix .. ':status:QUEUED', unpack(taken))
-  redis.call('ZADD', prefix .. ':status:RUNNING', unpack(running))
   publish_watched(channels, keys)
 end
 if #skipped > 0 then

@@ -42,7 +42,8 @@ local inline_results = tonumber(ARGV[4]) >= tonumber(ARGV[3])
 local now, now_ms = clock()
 -- A string once, not a number formatted again for every job.
 local expires = string.format('%.0f', now_ms + tonumber(ARGV[3]))
-local recorded, acked, left_running, channels, keys = {}, {}, {}, {}, {}
+local recorded, acked, channels, keys = {}, {}, {}, {}
+local changed = 0
 -- Members to add per status index, as (score, jid) pairs.
 local moved = {QUEUED = {}, SUCCESS = {}, ERROR = {}, CANCELLED = {}}
 local expiring, delayed = {}, {}
@@ -107,7 +108,7 @@ for i = 5, #ARGV, 6 do
     local into = moved[ends]
     into[#into + 1] = seq
     into[#into + 1] = jid
-    left_running[#left_running + 1] = jid
+    changed = changed + 1
     if watching then
       channels[#channels + 1] = prefix .. ':events:' .. jid
       keys[#keys + 1] = key
@@ -125,8 +126,7 @@ for i = 5, #ARGV, 6 do
   end
 end
 
-if #left_running > 0 then
-  redis.call('ZREM', prefix .. ':status:RUNNING', unpack(left_running))
+if changed > 0 then
   for status, members in pairs(moved) do
     if #members > 0 then
       redis.call('ZADD', prefix .. ':status:' .. status, unpack(members))

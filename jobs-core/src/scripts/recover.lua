@@ -52,7 +52,6 @@ for _, entry in ipairs(claimed[2]) do
     if lapsed then
       local attempts, max_attempts = tonumber(s[4]), tonumber(s[5])
       local err = 'lease lost: worker ' .. (s[6] or '?') .. ' stopped renewing it'
-      redis.call('ZREM', prefix .. ':status:RUNNING', jid)
       if attempts >= max_attempts then
         -- The last attempt stays in the hash's own fields, as in finish.lua.
         redis.call('HSET', key, 'status', 'ERROR', 'end_time', now, 'outcome', 'LOST',
@@ -105,6 +104,8 @@ while due < FORGET_AT_ONCE do
 end
 if #gone > 0 then
   redis.call('ZREM', KEYS[3], unpack(gone))
+  -- RUNNING is here for indexes kept by earlier releases, which had one
+  -- for it.
   for _, status in ipairs({'QUEUED', 'RUNNING', 'ERROR', 'SUCCESS', 'CANCELLED'}) do
     redis.call('ZREM', prefix .. ':status:' .. status, unpack(gone))
   end

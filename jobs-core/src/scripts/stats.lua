@@ -3,13 +3,13 @@
 -- KEYS[1]  queue stream          {prefix}:queue
 -- KEYS[2]  retries waiting       {prefix}:delayed (zset, score = due time in ms)
 -- KEYS[3]  index of QUEUED jobs  {prefix}:status:QUEUED (zset, score = seq)
--- KEYS[4]  index of RUNNING jobs {prefix}:status:RUNNING (zset, score = seq)
 -- ARGV[1]  consumer group name
 -- ARGV[2]  key prefix
 --
 -- Returns {waiting, running, delayed, oldest_ms, now_ms}:
 --   waiting    QUEUED jobs not waiting out a retry backoff
---   running    RUNNING jobs
+--   running    entries delivered and not yet acknowledged: the RUNNING
+--              jobs, and for a moment ones just read or just cancelled
 --   delayed    jobs waiting out a retry backoff (QUEUED too)
 --   oldest_ms  when the oldest entry no worker has read yet was queued (its
 --              stream id's time, ms on Redis's clock), or -1 when none
@@ -24,7 +24,14 @@ local waiting = redis.call('ZCARD', KEYS[3]) - delayed
 if waiting < 0 then
   waiting = 0
 end
-local running = redis.call('ZCARD', KEYS[4])
+local running = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local summary = redis.pcall('XPENDING', KEYS[1], ARGV[1])
+  -- Without the group no worker has read anything yet.
+  if not summary.err then
+    running = summary[1]
+  end
+end
 
 local oldest = -1
 if waiting > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
