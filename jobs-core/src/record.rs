@@ -65,9 +65,15 @@ pub(crate) fn job_from<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Jo
     };
     let create_time = time("create_time")?
         .ok_or_else(|| Error::Corrupt("job hash lacks field \"create_time\"".into()))?;
-    let progress = field("progress")
-        .and_then(|value| value.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    // A successful job's progress and outcome go unwritten (see finish.lua).
+    let succeeded = status == JobStatus::Success;
+    let progress = if succeeded {
+        1.0
+    } else {
+        field("progress")
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     let mut history: Vec<Attempt> = match field("history") {
         // cjson writes an empty Lua table as an object.
         None | Some("" | "{}") => Vec::new(),
@@ -81,7 +87,7 @@ pub(crate) fn job_from<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Jo
     let error = field("error").filter(|e| !e.is_empty()).map(str::to_owned);
     // The attempt that ended the job is kept in the hash's own fields, not
     // in `history` (see finish.lua).
-    if let Some(outcome) = field("outcome") {
+    if let Some(outcome) = field("outcome").or(succeeded.then_some("SUCCESS")) {
         let outcome = AttemptOutcome::parse(outcome)
             .ok_or_else(|| Error::Corrupt(format!("job outcome is unknown: {outcome:?}")))?;
         history.push(Attempt {

@@ -72,6 +72,10 @@ async fn a_finished_job_never_changes_again() {
     assert_eq!((lease.jid(), lease.attempt()), (job.jid, 1));
     assert_eq!(claimed[0].job.status, JobStatus::Running);
     assert_eq!(pending(&redis), 1);
+    assert_eq!(
+        queue.report_progress(&lease, 0.5).await.unwrap(),
+        LeaseAck::Held
+    );
 
     let success = Finished {
         lease: lease.clone(),
@@ -80,6 +84,17 @@ async fn a_finished_job_never_changes_again() {
     assert_eq!(queue.finish(&[success]).await.unwrap(), [true]);
     let done = store.get(&job.jid).await.unwrap();
     assert_eq!(done.status, JobStatus::Success);
+    // Not written on success, but read as the status implies.
+    assert_eq!(done.progress, 1.0);
+    let last = done.history.last().expect("the attempt that ended it");
+    assert_eq!(
+        (last.number, last.outcome, &last.worker),
+        (
+            Some(1),
+            jobs_core::AttemptOutcome::Success,
+            &"test-consumer".to_owned()
+        )
+    );
 
     // A late or duplicate write by the same attempt is refused.
     let late = Finished {

@@ -70,8 +70,7 @@ for _, e in ipairs(entries) do
     'version', 'start', 'end', 'kind', 'params', 'create_time', 'max_attempts',
     'timeout_ms', 'traceparent') or {}
   if s[1] == 'QUEUED' then
-    local attempts = (tonumber(s[3]) or 0) + 1
-    local lease, version = (tonumber(s[4]) or 0) + 1, s[5] + 1
+    local attempts, lease, version = next_count(s[3]), next_count(s[4]), next_count(s[5])
     redis.call('HSET', key, 'status', 'RUNNING', 'start_time', now,
       'worker', ARGV[2], 'lease_until', lease_until,
       'attempts', attempts, 'lease', lease, 'version', version)
