@@ -63,8 +63,28 @@ for i = 0, count - 1 do
   end
 end
 
+-- A new job's hash must not exist yet. The jids are random, so this only
+-- guards against a broken generator, but it does so for the whole batch
+-- before anything is written.
+local job_keys = {}
+for i = 0, count - 1 do
+  job_keys[i + 1] = KEYS[5 + 2 * i]
+end
+if redis.call('EXISTS', unpack(job_keys)) > 0 then
+  for i = 0, count - 1 do
+    if redis.call('EXISTS', job_keys[i + 1]) == 1 then
+      return redis.error_reply('DUPLICATE job ' .. arg(i, 1) .. ' already exists')
+    end
+  end
+end
+
 local now = clock()
 local replies = {}
+-- One counter step and one write per index for the whole batch; a job
+-- that turns out to exist already (its idempotency key) leaves its seq
+-- unused, which only makes a gap.
+local seq = redis.call('INCRBY', KEYS[3], count) - count
+local indexed = {}
 
 for i = 0, count - 1 do
   local job_key = KEYS[5 + 2 * i]
@@ -85,16 +105,14 @@ for i = 0, count - 1 do
   if existing then
     replies[#replies + 1] = {'existing', existing}
   else
-    if redis.call('EXISTS', job_key) == 1 then
-      return redis.error_reply('DUPLICATE job ' .. jid .. ' already exists')
-    end
-    local seq = redis.call('INCR', KEYS[3])
+    seq = seq + 1
+    local seq_text = string.format('%d', seq)
     -- Fields at their zero value are left out (attempts, lease, progress;
     -- params and traceparent when there are none): the readers default
     -- them, and a smaller hash is cheaper for every later change.
     local fields = {'jid', jid, 'status', 'QUEUED', 'start', arg(i, 2),
       'end', arg(i, 3), 'kind', arg(i, 4), 'create_time', now,
-      'max_attempts', arg(i, 6), 'timeout_ms', arg(i, 7), 'version', '1', 'seq', seq}
+      'max_attempts', arg(i, 6), 'timeout_ms', arg(i, 7), 'version', '1', 'seq', seq_text}
     if arg(i, 5) ~= '' then
       fields[#fields + 1] = 'params'
       fields[#fields + 1] = arg(i, 5)
@@ -104,15 +122,20 @@ for i = 0, count - 1 do
       fields[#fields + 1] = arg(i, 9)
     end
     redis.call('HSET', job_key, unpack(fields))
-    redis.call('ZADD', KEYS[2], seq, jid)
-    redis.call('ZADD', KEYS[4], seq, jid)
     redis.call('XADD', KEYS[1], '*', 'jid', jid)
+    indexed[#indexed + 1] = seq_text
+    indexed[#indexed + 1] = jid
     if prints[i] then
       redis.call('HSET', idem_key, 'jid', jid, 'fingerprint', prints[i])
       redis.call('PEXPIRE', idem_key, ARGV[2])
     end
     replies[#replies + 1] = {'created', {now, seq}}
   end
+end
+
+if #indexed > 0 then
+  redis.call('ZADD', KEYS[2], unpack(indexed))
+  redis.call('ZADD', KEYS[4], unpack(indexed))
 end
 
 return {'ok', replies}
