@@ -26,6 +26,12 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Redis's per-command split over the last `config resetstat`, per unit.
+commandstats() {
+  redis-cli -p "$PORT" info commandstats | tr -d '\r' | awk -F'[:=,]' -v n="$1" -v u="$2" \
+    '/^cmdstat_/ && $5 / n >= 0.05 {printf "  %-24s %6.3f calls/%s %7.2f us/%s\n", substr($1, 9), $3 / n, u, $5 / n, u}' \
+    | sort -k4 -n -r
+}
 per() { awk -v t="$1" -v n="$2" -v h="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / h / n * 1e6}'; }
 
 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
@@ -50,13 +56,12 @@ drain)
   t1=$(date +%s.%N); r1=$(cpu_ticks "$redis"); w1=$(cpu_ticks "$worker")
   echo "drain: $(awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}') jobs/s," \
     "worker $(per "$w1" "$N") us/job, redis $(per $((r1 - r0)) "$N") us/job"
-  redis-cli -p "$PORT" info commandstats | tr -d '\r' | awk -F'[:=,]' -v n="$N" \
-    '/^cmdstat_/ && $5 / n >= 0.05 {printf "  %-24s %6.3f calls/job %7.2f us/job\n", substr($1, 9), $3 / n, $5 / n}' \
-    | sort -k4 -n -r
+  commandstats "$N" job
   ;;
 ingest)
   lua=$PEERS_DIR/harness/wrk_post.lua
   wrk -t2 -c50 -d2s -s "$lua" "http://$HTTP/jobs" >/dev/null 2>&1
+  redis-cli -p "$PORT" config resetstat >/dev/null
   a0=$(cpu_ticks "$api"); r0=$(cpu_ticks "$redis")
   out=$(wrk -t2 -c50 -d"${SECS:-10}"s --latency -s "$lua" "http://$HTTP/jobs" 2>&1)
   a1=$(cpu_ticks "$api"); r1=$(cpu_ticks "$redis")
@@ -64,6 +69,7 @@ ingest)
   n=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")
   echo "ingest: $(grep -oE '(rps|p50_ms|p99_ms)=[^ ]+' <<<"$result" | tr '\n' ' ')" \
     "api $(per $((a1 - a0)) "$n") us/req, redis $(per $((r1 - r0)) "$n") us/req"
+  commandstats "$n" req
   ;;
 *) echo "usage: scripts/profile.sh drain|ingest" >&2; exit 2 ;;
 esac
