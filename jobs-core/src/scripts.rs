@@ -24,7 +24,6 @@ script!(FINISH, "finish.lua");
 script!(PROGRESS, "progress.lua");
 script!(CANCEL, "cancel.lua");
 script!(LIST, "list.lua");
-script!(RUNNING, "running.lua");
 script!(RENEW, "renew.lua");
 script!(RECOVER, "recover.lua");
 script!(STATS, "stats.lua");

@@ -13,8 +13,7 @@
 //! | `{prefix}:idem:{key}` | hash | an idempotency key: `jid` and `fingerprint` (SHA-1 of the submission); expires after the idempotency window |
 //! | `{prefix}:queue` | stream | one entry per queued job, field `jid`, read by consumer group `workers`; an entry is acknowledged when its job finishes, and acknowledged entries are trimmed from the head of the stream |
 //! | `{prefix}:seq` | string | the creation counter that gives each job its `seq` |
-//! | `{prefix}:index` | sorted set | every job's jid, scored by `seq`: the list, newest first |
-//! | `{prefix}:status:{STATUS}` | sorted set | the jids with that status, scored by `seq`: the filtered list. RUNNING has none: the queue's pending entries name the running jobs (`running.lua`) |
+//! | `{prefix}:status:{STATUS}` | sorted set | the jids with that status, scored by `seq`. A job is in one status at a time, so the unfiltered list merges them (`list.lua`); there is no index of every job. RUNNING has none either: the queue's pending entries name the running jobs. (`{prefix}:index` and `{prefix}:status:RUNNING`, kept by earlier releases, are emptied by recovery as their jobs expire) |
 //! | `{prefix}:events:{jid}` | pub/sub channel | the job hash after each change, as a JSON array `[field, value, ...]`; claims and finishes publish only while `{prefix}:watching` exists |
 //! | `{prefix}:watching` | string | present while an API process has WatchJob subscribers (it sets it before subscribing, with a 60 s TTL it refreshes every 20 s) |
 //! | `{prefix}:cancel` | pub/sub channel | jids of running jobs whose cancellation was requested, for their workers |
@@ -541,7 +540,6 @@ impl Store {
         let mut invocation = scripts::CREATE.prepare_invoke();
         invocation
             .key(self.keys.queue())
-            .key(self.keys.index())
             .key(self.keys.seq())
             .key(self.keys.status(JobStatus::Queued))
             .arg(self.keys.prefix())
@@ -656,31 +654,27 @@ impl Store {
             Some(seq) => format!("({seq}"),
             None => "+inf".to_owned(),
         };
-        let mut conn = self.conn.get().await?;
-        // RUNNING jobs are found through the queue's pending entries (see
-        // running.lua); every other listing has an index.
-        let (more, pages): (i64, Vec<Vec<String>>) = match query.status {
-            Some(JobStatus::Running) => {
-                scripts::RUNNING
-                    .key(self.keys.queue())
-                    .arg(GROUP)
-                    .arg(self.keys.prefix())
-                    .arg(max)
-                    .arg(query.page_size)
-                    .invoke_async(&mut conn)
-                    .await?
-            }
-            status => {
-                let index = status.map_or_else(|| self.keys.index(), |s| self.keys.status(s));
-                scripts::LIST
-                    .key(index)
-                    .arg(self.keys.prefix())
-                    .arg(max)
-                    .arg(query.page_size)
-                    .invoke_async(&mut conn)
-                    .await?
-            }
+        // A filter lists one status; no filter merges them all (list.lua).
+        let statuses: &[JobStatus] = match &query.status {
+            Some(status) => std::slice::from_ref(status),
+            None => &JobStatus::ALL,
         };
+        let mut invocation = scripts::LIST.prepare_invoke();
+        invocation.key(self.keys.queue());
+        for status in statuses {
+            if *status != JobStatus::Running {
+                invocation.key(self.keys.status(*status));
+            }
+        }
+        let with_running = statuses.contains(&JobStatus::Running);
+        invocation
+            .arg(GROUP)
+            .arg(self.keys.prefix())
+            .arg(max)
+            .arg(query.page_size)
+            .arg(if with_running { "1" } else { "0" });
+        let mut conn = self.conn.get().await?;
+        let (more, pages): (i64, Vec<Vec<String>>) = invocation.invoke_async(&mut conn).await?;
         let jobs = pages
             .into_iter()
             .map(record::job_from_pairs)

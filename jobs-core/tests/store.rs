@@ -52,7 +52,6 @@ async fn create_saves_and_queues_in_one_step() {
     assert_eq!(
         keys,
         [
-            format!("{p}:index"),
             format!("{p}:job:{}", job.jid),
             format!("{p}:queue"),
             format!("{p}:seq"),
@@ -930,6 +929,77 @@ async fn running_jobs_list_newest_first_page_by_page() {
         .unwrap();
     assert_eq!(starts(&queued), [5, 4]);
     assert_eq!(store.queue_stats().await.unwrap().running, 3);
+}
+
+#[tokio::test]
+async fn the_unfiltered_list_merges_every_status_newest_first() {
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    let batch: Vec<NewJob> = (0..8)
+        .map(|i| NewJob::parse(i, i + 10, "sum", None).unwrap())
+        .collect();
+    let created = store.create_many(&batch).await.unwrap();
+    // 0 and 1 succeed, 2 fails, 3 and 4 run, 5 is cancelled, 6 and 7 wait.
+    let claimed = queue.claim(5, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    let outcomes: Vec<Finished> = claimed[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, claimed)| Finished {
+            lease: claimed.lease.clone(),
+            outcome: if i < 2 {
+                Outcome::Success(1.into())
+            } else {
+                Outcome::Error("no".into())
+            },
+        })
+        .collect();
+    queue.finish(&outcomes).await.unwrap();
+    store.cancel(&created[5].job.jid).await.unwrap();
+    // Job 1's hash is gone, as after its retention, before recovery forgot it.
+    redis::cmd("DEL")
+        .arg(format!("{}:job:{}", redis.prefix(), created[1].job.jid))
+        .exec(&mut redis.connection())
+        .unwrap();
+
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = store
+            .list(&ListQuery::new(3, &token, None).unwrap())
+            .await
+            .unwrap();
+        pages.push(
+            page.jobs
+                .iter()
+                .map(|j| (j.start, j.status))
+                .collect::<Vec<_>>(),
+        );
+        match page.next_page_token {
+            Some(next) => token = next,
+            None => break,
+        }
+    }
+    use JobStatus::*;
+    assert_eq!(
+        pages,
+        [
+            vec![(7, Queued), (6, Queued), (5, Cancelled)],
+            vec![(4, Running), (3, Running), (2, Error)],
+            vec![(0, Success)],
+        ]
+    );
+    let success: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{}:status:SUCCESS", redis.prefix()))
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis.connection())
+        .unwrap();
+    assert_eq!(
+        success,
+        [created[0].job.jid.to_string()],
+        "the gone job left its index"
+    );
 }
 
 #[tokio::test]

@@ -5,12 +5,11 @@
 -- key reused for a different job stores nothing.
 --
 -- KEYS[1]  queue stream          {prefix}:queue
--- KEYS[2]  index of all jobs     {prefix}:index        (zset, score = seq)
--- KEYS[3]  creation counter      {prefix}:seq          (string)
--- KEYS[4]  index of QUEUED jobs  {prefix}:status:QUEUED (zset, score = seq)
+-- KEYS[2]  creation counter      {prefix}:seq          (string)
+-- KEYS[3]  index of QUEUED jobs  {prefix}:status:QUEUED (zset, score = seq)
 -- then for job i (from 0), two keys:
--- KEYS[5+2i]  job hash              {prefix}:job:{jid}
--- KEYS[6+2i]  idempotency record    {prefix}:idem:{key} (unused when its key is "")
+-- KEYS[4+2i]  job hash              {prefix}:job:{jid}
+-- KEYS[5+2i]  idempotency record    {prefix}:idem:{key} (unused when its key is "")
 -- ARGV[1]  key prefix
 -- ARGV[2]  how long an idempotency key is remembered, in milliseconds
 -- then for job i, nine values from ARGV[3+9i]:
@@ -55,7 +54,7 @@ for i = 0, count - 1 do
       end
     else
       in_batch[key] = prints[i]
-      local seen = redis.call('HMGET', KEYS[6 + 2 * i], 'jid', 'fingerprint')
+      local seen = redis.call('HMGET', KEYS[5 + 2 * i], 'jid', 'fingerprint')
       if seen[1] and seen[2] ~= prints[i] then
         return {'mismatch', tostring(i)}
       end
@@ -68,7 +67,7 @@ end
 -- before anything is written.
 local job_keys = {}
 for i = 0, count - 1 do
-  job_keys[i + 1] = KEYS[5 + 2 * i]
+  job_keys[i + 1] = KEYS[4 + 2 * i]
 end
 if redis.call('EXISTS', unpack(job_keys)) > 0 then
   for i = 0, count - 1 do
@@ -80,15 +79,15 @@ end
 
 local now = clock()
 local replies = {}
--- One counter step and one write per index for the whole batch; a job
+-- One counter step and one index write for the whole batch; a job
 -- that turns out to exist already (its idempotency key) leaves its seq
 -- unused, which only makes a gap.
-local seq = redis.call('INCRBY', KEYS[3], count) - count
+local seq = redis.call('INCRBY', KEYS[2], count) - count
 local indexed = {}
 
 for i = 0, count - 1 do
-  local job_key = KEYS[5 + 2 * i]
-  local idem_key = KEYS[6 + 2 * i]
+  local job_key = KEYS[4 + 2 * i]
+  local idem_key = KEYS[5 + 2 * i]
   local jid = arg(i, 1)
   local existing
   if prints[i] then
@@ -134,8 +133,7 @@ for i = 0, count - 1 do
 end
 
 if #indexed > 0 then
-  redis.call('ZADD', KEYS[2], unpack(indexed))
-  redis.call('ZADD', KEYS[4], unpack(indexed))
+  redis.call('ZADD', KEYS[3], unpack(indexed))
 end
 
 return {'ok', replies}

@@ -1,40 +1,122 @@
--- list.lua: one page of jobs, newest first.
+-- list.lua: one page of jobs, newest (highest seq) first.
 --
--- KEYS[1]  an index zset (score = seq): {prefix}:index or {prefix}:status:{STATUS}
--- ARGV[1]  key prefix
--- ARGV[2]  the highest seq to include, or "+inf" for the first page
--- ARGV[3]  page size
+-- KEYS[1]  queue stream          {prefix}:queue
+-- KEYS[2..] status indexes to list {prefix}:status:{STATUS} (zset, score = seq)
+-- ARGV[1]  consumer group name
+-- ARGV[2]  key prefix
+-- ARGV[3]  the highest seq to include, or "+inf" for the first page; a
+--          leading "(" excludes it
+-- ARGV[4]  page size
+-- ARGV[5]  "1" to list RUNNING jobs too
+--
+-- A job is in exactly one status at a time, so the jobs of several statuses
+-- (all of them, for an unfiltered list) are the merge of their indexes by
+-- seq; there is no index of every job to keep up at each create. RUNNING has
+-- no index either: a running job's queue entry stays pending until it leaves
+-- RUNNING, so the group's pending entries name the running jobs. Reading
+-- them costs a page O(pending entries), at most the workers' total
+-- concurrency plus entries about to be acknowledged.
 --
 -- Returns {more, {job, job, ...}}: more is 1 when jobs remain after this
--- page; each job is the array {field, value, ...} of its hash. Index entries whose
--- hash has gone (expired) are removed and skipped.
+-- page; each job is the array {field, value, ...} of its hash. Index entries
+-- whose hash has gone (expired, not yet forgotten by recovery) are removed
+-- and skipped.
 
-local prefix, max, size = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local page = {}
-local found = 0
+local stream, group, prefix = KEYS[1], ARGV[1], ARGV[2]
+local max, size = ARGV[3], tonumber(ARGV[4])
+local CHUNK = size + 1
 
--- Each pass asks for one job more than the page still needs: the extra one
--- tells whether another page follows. Passes repeat only when expired
--- entries were skipped; `max` falls strictly, so they end.
-while true do
-  local want = size - found + 1
-  local jids = redis.call('ZREVRANGEBYSCORE', KEYS[1], max, '-inf',
-    'WITHSCORES', 'LIMIT', 0, want)
-  for i = 1, #jids, 2 do
-    local jid, seq = jids[i], jids[i + 1]
-    if found == size then
-      return {1, page}
+-- Each source yields (seq, jid) pairs, highest seq first.
+local sources = {}
+
+for k = 2, #KEYS do
+  local source = {key = KEYS[k], buffer = {}, at = 1, next_max = max, done = false}
+  -- Reads the next CHUNK entries below the last one read.
+  function source.fill(self)
+    local read = redis.call('ZREVRANGEBYSCORE', self.key, self.next_max, '-inf',
+      'WITHSCORES', 'LIMIT', 0, CHUNK)
+    self.buffer, self.at = {}, 1
+    for i = 1, #read, 2 do
+      self.buffer[#self.buffer + 1] = {tonumber(read[i + 1]), read[i]}
     end
-    local fields = redis.call('HGETALL', prefix .. ':job:' .. jid)
-    if #fields == 0 then
-      redis.call('ZREM', KEYS[1], jid)
+    if #read < CHUNK * 2 then
+      self.done = true
     else
-      found = found + 1
-      page[#page + 1] = fields
+      self.next_max = '(' .. read[#read]
     end
-    max = '(' .. seq
   end
-  if #jids < want * 2 then break end
+  sources[#sources + 1] = source
 end
 
-return {0, page}
+if ARGV[5] == '1' then
+  local below, inclusive = math.huge, true
+  if max ~= '+inf' then
+    inclusive = string.sub(max, 1, 1) ~= '('
+    below = tonumber(inclusive and max or string.sub(max, 2))
+  end
+  local running, seen, from = {}, {}, '-'
+  while redis.call('EXISTS', stream) == 1 do
+    -- Without the group (no worker has started) nothing was delivered.
+    local pending = redis.pcall('XPENDING', stream, group, from, '+', 1000)
+    if pending.err then break end
+    for _, p in ipairs(pending) do
+      local entry = redis.call('XRANGE', stream, p[1], p[1])[1]
+      local fields = entry and entry[2] or {}
+      for i = 1, #fields, 2 do
+        local jid = fields[i] == 'jid' and fields[i + 1]
+        if jid and not seen[jid] then
+          seen[jid] = true
+          local s = redis.call('HMGET', prefix .. ':job:' .. jid, 'status', 'seq')
+          local seq = tonumber(s[2])
+          if s[1] == 'RUNNING' and seq and (seq < below or (inclusive and seq == below)) then
+            running[#running + 1] = {seq, jid}
+          end
+        end
+      end
+    end
+    if #pending < 1000 then break end
+    from = '(' .. pending[#pending][1]
+  end
+  table.sort(running, function(a, b) return a[1] > b[1] end)
+  sources[#sources + 1] = {buffer = running, at = 1, done = true}
+end
+
+for _, source in ipairs(sources) do
+  if source.fill then source:fill() end
+end
+
+-- The source whose next pair has the highest seq, refilling as needed; nil
+-- when every source is spent.
+local function next_source()
+  local best = nil
+  for _, source in ipairs(sources) do
+    if source.at > #source.buffer and not source.done then
+      source:fill()
+    end
+    local head = source.buffer[source.at]
+    if head and (not best or head[1] > best.buffer[best.at][1]) then
+      best = source
+    end
+  end
+  return best
+end
+
+local page = {}
+while true do
+  local source = next_source()
+  if not source then
+    return {0, page}
+  end
+  local jid = source.buffer[source.at][2]
+  source.at = source.at + 1
+  local key = prefix .. ':job:' .. jid
+  -- Past a full page, one job more only has to exist.
+  local fields = #page < size and redis.call('HGETALL', key) or {}
+  if #fields > 0 then
+    page[#page + 1] = fields
+  elseif #page == size and redis.call('EXISTS', key) == 1 then
+    return {1, page}
+  elseif source.key then
+    redis.call('ZREM', source.key, jid)
+  end
+end

@@ -4,7 +4,7 @@
 -- KEYS[1]  queue stream          {prefix}:queue
 -- KEYS[2]  retention schedule    {prefix}:expiry (zset, score = expiry in ms;
 --          member = the space-separated jids that expire then)
--- KEYS[3]  index of all jobs     {prefix}:index
+-- KEYS[3]  index of all jobs     {prefix}:index (only as earlier releases left it)
 -- ARGV[1]  consumer group name
 -- ARGV[2]  consumer name (the worker running this)
 -- ARGV[3]  key prefix
@@ -104,8 +104,8 @@ while due < FORGET_AT_ONCE do
 end
 if #gone > 0 then
   redis.call('ZREM', KEYS[3], unpack(gone))
-  -- RUNNING is here for indexes kept by earlier releases, which had one
-  -- for it.
+  -- The index of every job (KEYS[3]) and RUNNING's are here for what
+  -- earlier releases kept; no job enters them now.
   for _, status in ipairs({'QUEUED', 'RUNNING', 'ERROR', 'SUCCESS', 'CANCELLED'}) do
     redis.call('ZREM', prefix .. ':status:' .. status, unpack(gone))
   end
