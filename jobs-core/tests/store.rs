@@ -228,14 +228,7 @@ async fn acknowledged_entries_are_trimmed_from_the_queue() {
         if claimed.is_empty() {
             break;
         }
-        let done: Vec<Finished> = claimed
-            .into_iter()
-            .map(|claim| Finished {
-                lease: claim.lease,
-                outcome: Outcome::Success(0.into()),
-            })
-            .collect();
-        assert!(queue.finish(&done).await.unwrap().iter().all(|&ok| ok));
+        succeed_all(&queue, claimed).await;
     }
     assert_eq!(pending(&redis), 1);
     assert_eq!(stream_len(&redis), 500, "the held job's entry is the first");
@@ -368,6 +361,53 @@ async fn an_unreachable_redis_is_reported_as_unavailable_promptly() {
 /// Creates a job that must be accepted.
 async fn submit(store: &Store, new: NewJob) -> jobs_core::Job {
     store.create(&new).await.unwrap().job
+}
+
+/// A store, and a queue whose finished jobs and results are kept `secs`.
+async fn setup_with_retention(redis: &TestRedis, secs: u64) -> (Store, Queue) {
+    let config = RedisConfig::new(redis.url(), redis.prefix());
+    let store = Store::connect(&config).await.unwrap();
+    let settings = QueueSettings {
+        retention: Retention {
+            retention_secs: secs,
+            result_ttl_secs: secs,
+        },
+        ..QueueSettings::default()
+    };
+    let queue = Queue::connect(&config, "w", settings).await.unwrap();
+    (store, queue)
+}
+
+/// Creates `count` sum jobs in one batch, job i starting at i.
+async fn create_numbered(store: &Store, count: i64) -> Vec<jobs_core::Created> {
+    let batch: Vec<NewJob> = (0..count)
+        .map(|i| NewJob::parse(i, i + 10, "sum", None).unwrap())
+        .collect();
+    store.create_many(&batch).await.unwrap()
+}
+
+/// The members of the sorted set `{prefix}:{name}`, lowest score first.
+fn members(redis: &TestRedis, name: &str) -> Vec<String> {
+    redis::cmd("ZRANGE")
+        .arg(format!("{}:{name}", redis.prefix()))
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis.connection())
+        .unwrap()
+}
+
+/// Records every claimed job as a success, in one call, and checks that
+/// each was recorded.
+async fn succeed_all(queue: &Queue, claimed: Vec<jobs_core::Claimed>) {
+    let outcomes: Vec<Finished> = claimed
+        .into_iter()
+        .map(|claimed| Finished {
+            lease: claimed.lease,
+            outcome: Outcome::Success(6.into()),
+        })
+        .collect();
+    let recorded = queue.finish(&outcomes).await.unwrap();
+    assert!(recorded.iter().all(|&ok| ok), "{recorded:?}");
 }
 
 /// Claims the one job the test expects to be queued, and returns its lease.
@@ -605,22 +645,7 @@ async fn an_idempotency_key_returns_the_first_job_and_refuses_another() {
 #[tokio::test]
 async fn finished_jobs_expire_and_leave_the_list() {
     let redis = TestRedis::start();
-    let config = RedisConfig::new(redis.url(), redis.prefix());
-    let store = Store::connect(&config).await.unwrap();
-    let retention = Retention {
-        retention_secs: 1,
-        result_ttl_secs: 1,
-    };
-    let queue = Queue::connect(
-        &config,
-        "w",
-        QueueSettings {
-            retention,
-            ..QueueSettings::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (store, queue) = setup_with_retention(&redis, 1).await;
     // Finished together, so they share one entry of the retention schedule.
     let mut jobs = Vec::new();
     for _ in 0..3 {
@@ -628,20 +653,8 @@ async fn finished_jobs_expire_and_leave_the_list() {
     }
     let claimed = queue.claim(3, Duration::from_millis(50)).await.unwrap();
     assert_eq!(claimed.len(), 3);
-    let finished: Vec<Finished> = claimed
-        .into_iter()
-        .map(|claimed| Finished {
-            lease: claimed.lease,
-            outcome: Outcome::Success(6.into()),
-        })
-        .collect();
-    queue.finish(&finished).await.unwrap();
-    let schedule: Vec<String> = redis::cmd("ZRANGE")
-        .arg(format!("{}:expiry", redis.prefix()))
-        .arg(0)
-        .arg(-1)
-        .query(&mut redis.connection())
-        .unwrap();
+    succeed_all(&queue, claimed).await;
+    let schedule: Vec<String> = members(&redis, "expiry");
     assert_eq!(
         schedule.len(),
         1,
@@ -682,22 +695,7 @@ async fn one_recovery_forgets_every_expired_job_however_many() {
     // until nothing expired is left, or a busy system would fall behind.
     const JOBS: usize = 2_500;
     let redis = TestRedis::start();
-    let config = RedisConfig::new(redis.url(), redis.prefix());
-    let store = Store::connect(&config).await.unwrap();
-    let retention = Retention {
-        retention_secs: 1,
-        result_ttl_secs: 1,
-    };
-    let queue = Queue::connect(
-        &config,
-        "w",
-        QueueSettings {
-            retention,
-            ..QueueSettings::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (store, queue) = setup_with_retention(&redis, 1).await;
     let new: Vec<NewJob> = (0..JOBS)
         .map(|_| NewJob::parse(1, 3, "sum", None).unwrap())
         .collect();
@@ -709,14 +707,7 @@ async fn one_recovery_forgets_every_expired_job_however_many() {
         let claimed = queue.claim(100, Duration::from_millis(50)).await.unwrap();
         assert!(!claimed.is_empty(), "{finished} of {JOBS} finished");
         finished += claimed.len();
-        let outcomes: Vec<Finished> = claimed
-            .into_iter()
-            .map(|claimed| Finished {
-                lease: claimed.lease,
-                outcome: Outcome::Success(6.into()),
-            })
-            .collect();
-        queue.finish(&outcomes).await.unwrap();
+        succeed_all(&queue, claimed).await;
     }
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(queue.recover().await.unwrap().forgotten, JOBS as u64);
@@ -865,10 +856,7 @@ async fn queue_stats_count_waiting_running_and_delayed_jobs() {
 async fn a_batch_is_saved_and_queued_in_order_with_one_call() {
     let redis = TestRedis::start();
     let (store, _) = setup(&redis).await;
-    let batch: Vec<NewJob> = (0..5)
-        .map(|i| NewJob::parse(i, i + 10, "sum", None).unwrap())
-        .collect();
-    let created = store.create_many(&batch).await.unwrap();
+    let created = create_numbered(&store, 5).await;
     let starts: Vec<i64> = created.iter().map(|c| c.job.start).collect();
     assert_eq!(starts, [0, 1, 2, 3, 4]);
     assert!(created.iter().all(|c| !c.replayed));
@@ -893,10 +881,7 @@ async fn running_jobs_list_newest_first_page_by_page() {
         |size, token: &str| ListQuery::new(size, token, Some(JobStatus::Running)).unwrap();
     // No stream, then no group: nothing runs yet.
     assert!(store.list(&running(10, "")).await.unwrap().jobs.is_empty());
-    let batch: Vec<NewJob> = (0..6)
-        .map(|i| NewJob::parse(i, i + 10, "sum", None).unwrap())
-        .collect();
-    store.create_many(&batch).await.unwrap();
+    create_numbered(&store, 6).await;
     assert!(store.list(&running(10, "")).await.unwrap().jobs.is_empty());
 
     // Four taken, one of them finished and one cancelled while running
@@ -935,10 +920,7 @@ async fn running_jobs_list_newest_first_page_by_page() {
 async fn the_unfiltered_list_merges_every_status_newest_first() {
     let redis = TestRedis::start();
     let (store, queue) = setup(&redis).await;
-    let batch: Vec<NewJob> = (0..8)
-        .map(|i| NewJob::parse(i, i + 10, "sum", None).unwrap())
-        .collect();
-    let created = store.create_many(&batch).await.unwrap();
+    let created = create_numbered(&store, 8).await;
     // 0 and 1 succeed, 2 fails, 3 and 4 run, 5 is cancelled, 6 and 7 wait.
     let claimed = queue.claim(5, Duration::from_millis(50)).await.unwrap();
     assert_eq!(claimed.len(), 5);
@@ -989,12 +971,7 @@ async fn the_unfiltered_list_merges_every_status_newest_first() {
             vec![(0, Success)],
         ]
     );
-    let success: Vec<String> = redis::cmd("ZRANGE")
-        .arg(format!("{}:status:SUCCESS", redis.prefix()))
-        .arg(0)
-        .arg(-1)
-        .query(&mut redis.connection())
-        .unwrap();
+    let success: Vec<String> = members(&redis, "status:SUCCESS");
     assert_eq!(
         success,
         [created[0].job.jid.to_string()],
