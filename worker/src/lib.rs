@@ -155,9 +155,15 @@ pub async fn run_with_metrics(
         lease_ms = config.lease_ms,
         "worker started"
     );
-    runner::Runner::new(queue, registry, config, metrics)
-        .run(shutdown)
-        .await;
+    // On a runtime thread, not the caller's: under `#[tokio::main]` the
+    // caller is the main thread, and the claim loops there would hand every
+    // reply and every job to a worker thread and back (a cross-thread wake
+    // each, slow on an idle machine). Nothing aborts the task, so an error
+    // is a panic: it goes on up, as it would have without the task.
+    let runner = runner::Runner::new(queue, registry, config, metrics);
+    if let Err(err) = tokio::spawn(runner.run(shutdown)).await {
+        std::panic::resume_unwind(err.into_panic());
+    }
     tracing::info!("worker stopped");
     Ok(())
 }
