@@ -299,8 +299,8 @@ impl Queue {
             invocation.arg(id).arg(jid);
         }
         let mut conn = self.conn.clone();
-        let rows: Vec<Vec<Option<String>>> = invocation.invoke_async(&mut conn).await?;
-        rows.into_iter().map(claimed_from_row).collect()
+        let rows: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        rows.iter().map(|row| claimed_from_row(row)).collect()
     }
 
     /// Records how attempts ended, all in one atomic step, and acknowledges
@@ -443,22 +443,26 @@ const CLAIM_REPLY: [&str; 14] = [
     "traceparent",
 ];
 
-/// A claim script row, `{entry id, CLAIM_REPLY values…}`, as the job now
-/// RUNNING and its lease.
-fn claimed_from_row(row: Vec<Option<String>>) -> Result<Claimed> {
-    let (entry_id, values) = match row.split_first() {
-        Some((Some(entry_id), values)) if values.len() == CLAIM_REPLY.len() => (entry_id, values),
-        _ => return Err(Error::Corrupt(format!("malformed claim row: {row:?}"))),
-    };
+/// A claim script row, the entry id and the CLAIM_REPLY values joined by
+/// NUL (an empty value is an absent field), as the job now RUNNING and its
+/// lease.
+fn claimed_from_row(row: &str) -> Result<Claimed> {
+    let mut parts = row.split('\0');
+    let entry_id = parts.next().unwrap_or_default();
+    let values: Vec<&str> = parts.collect();
+    if entry_id.is_empty() || values.len() != CLAIM_REPLY.len() {
+        return Err(Error::Corrupt(format!("malformed claim row: {row:?}")));
+    }
     let job = record::job_from(|name| match name {
         "status" => Some("RUNNING"),
         name => CLAIM_REPLY
             .iter()
             .position(|field| *field == name)
-            .and_then(|at| values[at].as_deref()),
+            .map(|at| values[at])
+            .filter(|value| !value.is_empty()),
     })?;
     let lease = Lease {
-        entry_id: entry_id.clone(),
+        entry_id: entry_id.to_owned(),
         jid: job.jid,
         attempt: job.attempts,
         token: job.lease,

@@ -774,6 +774,33 @@ async fn results_small_or_large_come_back_whole_and_expire_on_time() {
 }
 
 #[tokio::test]
+async fn a_claimed_job_is_the_stored_job() {
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    // Params whose text holds quotes, escapes and a control character (JSON
+    // writes it escaped), beside a trace parent.
+    let params =
+        serde_json::json!({"message": "tab\there, \"quoted\", nul\u{0}", "fail_attempts": 2});
+    let new = NewJob::parse(3, 7, "fail", params.as_object().cloned())
+        .unwrap()
+        .with_trace_parent(
+            jobs_core::TraceParent::parse(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .unwrap(),
+        );
+    let job = submit(&store, new).await;
+    let claimed = queue.claim(1, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job, store.get(&job.jid).await.unwrap());
+    assert_eq!(claimed[0].job.params, *params.as_object().unwrap());
+    assert_eq!(
+        (claimed[0].job.attempts, claimed[0].lease.attempt()),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
 async fn a_trace_parent_travels_with_the_job_to_its_worker() {
     let redis = TestRedis::start();
     let (store, queue) = setup(&redis).await;

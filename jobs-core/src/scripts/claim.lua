@@ -19,11 +19,11 @@
 -- a change is published only on channels someone is subscribed to, and
 -- looked for only while an API process keeps `{prefix}:watching`.
 --
--- Returns one array per job now RUNNING for this worker, only what the
--- worker needs, in this order: {entry id, jid, attempts, lease, version,
--- seq, start_time, start, end, kind, params, create_time, max_attempts,
--- timeout_ms, traceparent (nil when absent)}; the first six after the id
--- are the values after the change.
+-- Returns one string per job now RUNNING for this worker: only what the
+-- worker needs, joined by NUL, in this order: entry id, jid, attempts, lease,
+-- version, seq, start_time, start, end, kind, params, create_time,
+-- max_attempts, timeout_ms, traceparent (empty when absent); the first six
+-- after the id are the values after the change.
 -- Entries whose job is no longer QUEUED (cancelled, or gone) are acknowledged
 -- and left out of the reply.
 
@@ -75,8 +75,12 @@ for _, e in ipairs(entries) do
       'worker', ARGV[2], 'lease_until', lease_until,
       'attempts', attempts, 'lease', lease, 'version', version)
     taken[#taken + 1] = jid
-    claimed[#claimed + 1] = {id, jid, attempts, lease, version, s[2], now, s[6],
-      s[7], s[8], s[9], s[10], s[11], s[12], s[13]}
+    -- One string per job, not fifteen values: every value crossing from
+    -- Lua into the reply costs, and NUL appears in none of them (ids,
+    -- numbers, a known kind, JSON text, a checked traceparent).
+    claimed[#claimed + 1] = table.concat({id, jid, attempts, lease, version, s[2] or '',
+      now, s[6] or '', s[7] or '', s[8] or '', s[9] or '', s[10] or '', s[11] or '',
+      s[12] or '', s[13] or ''}, '\0')
     if watching then
       channels[#channels + 1] = prefix .. ':events:' .. jid
       keys[#keys + 1] = key
