@@ -13,8 +13,15 @@
 -- (all of them, for an unfiltered list) are the merge of their indexes by
 -- seq; there is no index of every job to keep up at each create. RUNNING has
 -- no index either: a running job's queue entry stays pending until it leaves
--- RUNNING, so the group's pending entries name the running jobs. Reading
--- them costs a page O(pending entries), at most the workers' total
+-- RUNNING, so the group's pending entries name the running jobs.
+--
+-- Reading pending entries costs a few µs each, so they are read only as far
+-- back as the page can reach: first the page is filled from the indexes
+-- (one job more than it holds); a running job that belongs on it must then
+-- have been created after the last of those jobs (seq follows creation),
+-- and a job's entry is never older than the job, so only entries from that
+-- job's creation time on are read. Without indexes (RUNNING alone), or when
+-- they run out, every pending entry is read: at most the workers' total
 -- concurrency plus entries about to be acknowledged.
 --
 -- Returns {more, {job, job, ...}}: more is 1 when jobs remain after this
@@ -25,10 +32,11 @@
 local stream, group, prefix = KEYS[1], ARGV[1], ARGV[2]
 local max, size = ARGV[3], tonumber(ARGV[4])
 local CHUNK = size + 1
+-- Allowance for Redis's clock stepping back between two creates.
+local CLOCK_SLACK_MS = 5000
 
--- Each source yields (seq, jid) pairs, highest seq first.
+-- The indexes, merged: each yields (seq, jid) pairs, highest seq first.
 local sources = {}
-
 for k = 2, #KEYS do
   local source = {key = KEYS[k], buffer = {}, at = 1, next_max = max, done = false}
   -- Reads the next CHUNK entries below the last one read.
@@ -45,44 +53,8 @@ for k = 2, #KEYS do
       self.next_max = '(' .. read[#read]
     end
   end
+  source:fill()
   sources[#sources + 1] = source
-end
-
-if ARGV[5] == '1' then
-  local below, inclusive = math.huge, true
-  if max ~= '+inf' then
-    inclusive = string.sub(max, 1, 1) ~= '('
-    below = tonumber(inclusive and max or string.sub(max, 2))
-  end
-  local running, seen, from = {}, {}, '-'
-  while redis.call('EXISTS', stream) == 1 do
-    -- Without the group (no worker has started) nothing was delivered.
-    local pending = redis.pcall('XPENDING', stream, group, from, '+', 1000)
-    if pending.err then break end
-    for _, p in ipairs(pending) do
-      local entry = redis.call('XRANGE', stream, p[1], p[1])[1]
-      local fields = entry and entry[2] or {}
-      for i = 1, #fields, 2 do
-        local jid = fields[i] == 'jid' and fields[i + 1]
-        if jid and not seen[jid] then
-          seen[jid] = true
-          local s = redis.call('HMGET', prefix .. ':job:' .. jid, 'status', 'seq')
-          local seq = tonumber(s[2])
-          if s[1] == 'RUNNING' and seq and (seq < below or (inclusive and seq == below)) then
-            running[#running + 1] = {seq, jid}
-          end
-        end
-      end
-    end
-    if #pending < 1000 then break end
-    from = '(' .. pending[#pending][1]
-  end
-  table.sort(running, function(a, b) return a[1] > b[1] end)
-  sources[#sources + 1] = {buffer = running, at = 1, done = true}
-end
-
-for _, source in ipairs(sources) do
-  if source.fill then source:fill() end
 end
 
 -- The source whose next pair has the highest seq, refilling as needed; nil
@@ -101,22 +73,82 @@ local function next_source()
   return best
 end
 
-local page = {}
-while true do
+-- The indexes' jobs that still exist, newest first, one more than a page:
+-- {seq, fields}.
+local indexed = {}
+while #indexed < CHUNK do
   local source = next_source()
-  if not source then
-    return {0, page}
-  end
-  local jid = source.buffer[source.at][2]
+  if not source then break end
+  local seq, jid = source.buffer[source.at][1], source.buffer[source.at][2]
   source.at = source.at + 1
-  local key = prefix .. ':job:' .. jid
-  -- Past a full page, one job more only has to exist.
-  local fields = #page < size and redis.call('HGETALL', key) or {}
+  local fields = redis.call('HGETALL', prefix .. ':job:' .. jid)
   if #fields > 0 then
-    page[#page + 1] = fields
-  elseif #page == size and redis.call('EXISTS', key) == 1 then
-    return {1, page}
-  elseif source.key then
+    indexed[#indexed + 1] = {seq, fields}
+  else
     redis.call('ZREM', source.key, jid)
   end
 end
+
+-- Running jobs that could be on the page: {seq, jid}, newest first.
+local running = {}
+if ARGV[5] == '1' and redis.call('EXISTS', stream) == 1 then
+  local below, inclusive = math.huge, true
+  if max ~= '+inf' then
+    inclusive = string.sub(max, 1, 1) ~= '('
+    below = tonumber(inclusive and max or string.sub(max, 2))
+  end
+  local floor, from = -1, '-'
+  if #indexed == CHUNK then
+    local last = indexed[CHUNK]
+    floor = last[1]
+    for i = 1, #last[2], 2 do
+      if last[2][i] == 'create_time' then
+        local ms = math.floor(tonumber(last[2][i + 1]) / 1000) - CLOCK_SLACK_MS
+        if ms > 0 then from = string.format('%d', ms) end
+      end
+    end
+  end
+  local seen = {}
+  while true do
+    -- Without the group (no worker has started) nothing was delivered.
+    local pending = redis.pcall('XPENDING', stream, group, from, '+', 1000)
+    if pending.err then break end
+    for _, p in ipairs(pending) do
+      local entry = redis.call('XRANGE', stream, p[1], p[1])[1]
+      local fields = entry and entry[2] or {}
+      for i = 1, #fields, 2 do
+        local jid = fields[i] == 'jid' and fields[i + 1]
+        if jid and not seen[jid] then
+          seen[jid] = true
+          local s = redis.call('HMGET', prefix .. ':job:' .. jid, 'status', 'seq')
+          local seq = tonumber(s[2])
+          if s[1] == 'RUNNING' and seq and seq > floor
+              and (seq < below or (inclusive and seq == below)) then
+            running[#running + 1] = {seq, jid}
+          end
+        end
+      end
+    end
+    if #pending < 1000 then break end
+    from = '(' .. pending[#pending][1]
+  end
+  table.sort(running, function(a, b) return a[1] > b[1] end)
+end
+
+-- The page: both lists merged by seq.
+local page, i, r = {}, 1, 1
+while #page < size do
+  local from_index = indexed[i]
+  local from_running = running[r]
+  if from_index and (not from_running or from_index[1] > from_running[1]) then
+    page[#page + 1] = from_index[2]
+    i = i + 1
+  elseif from_running then
+    -- Found RUNNING within this script, so its hash is there.
+    page[#page + 1] = redis.call('HGETALL', prefix .. ':job:' .. from_running[2])
+    r = r + 1
+  else
+    return {0, page}
+  end
+end
+return {(indexed[i] or running[r]) and 1 or 0, page}
