@@ -18,6 +18,8 @@ pub struct TestRedis {
     url: String,
     prefix: String,
     server: Option<Child>,
+    /// True for a private server (running or stopped): its keys go with it.
+    private: bool,
     /// For a persistent private server: its port and data folder.
     persistent: Option<(u16, std::path::PathBuf)>,
 }
@@ -78,6 +80,7 @@ impl TestRedis {
         let redis = Self {
             url,
             prefix,
+            private: server.is_some(),
             server,
             persistent: None,
         };
@@ -137,15 +140,15 @@ impl TestRedis {
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
-        if let Some(server) = &mut self.server {
-            let _ = server.kill();
-            let _ = server.wait();
+        if self.private {
+            // Stopped by the test, maybe: then there is nothing to clean.
+            if let Some(server) = &mut self.server {
+                let _ = server.kill();
+                let _ = server.wait();
+            }
             if let Some((_, dir)) = &self.persistent {
                 let _ = std::fs::remove_dir_all(dir);
             }
-            return;
-        }
-        if self.persistent.is_some() {
             return;
         }
         let keys = self.keys();

@@ -65,15 +65,22 @@ impl Worker {
     /// SIGTERM, then wait (bounded) for a clean exit.
     fn terminate(mut self) -> String {
         self.signal("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = self.exit_within(Duration::from_secs(20));
+        assert!(status.success(), "the worker exited with {status}");
+        self.read_log()
+    }
+
+    /// Waits until the process exits; fails the test after `limit`.
+    fn exit_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "the worker exited with {status}");
-                return self.read_log();
+                return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "the worker did not stop on SIGTERM"
+                "the worker did not stop:\n{}",
+                self.read_log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -194,6 +201,32 @@ async fn sigterm_lets_the_job_in_flight_finish() {
     worker.terminate();
     let job = store.get(&jid).await.unwrap();
     assert_eq!((job.status, job.attempts), (JobStatus::Success, 1));
+}
+
+#[tokio::test]
+async fn a_second_sigterm_stops_a_worker_that_waits_for_redis() {
+    let mut redis = TestRedis::private();
+    let store = store(&redis).await;
+    let mut worker = Worker::start(&redis, "waiting", &[("JOBS_SHUTDOWN_GRACE_MS", "100")]);
+    let jid = submit(&store, sleep_job(60_000)).await;
+    wait_for(&store, jid, Duration::from_secs(10), |job| {
+        job.status == JobStatus::Running
+    })
+    .await;
+    redis.stop();
+    worker.signal("-TERM");
+    // The job is handed back past the grace period, but with Redis gone that
+    // cannot be recorded: the worker keeps the outcome and waits.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "the worker gave up an unrecorded outcome:\n{}",
+        worker.read_log()
+    );
+    worker.signal("-TERM");
+    let status = worker.exit_within(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(143), "{}", worker.read_log());
+    assert!(worker.read_log().contains("second signal"));
 }
 
 #[tokio::test]
