@@ -92,7 +92,7 @@ end
 
 if #taken > 0 then
   -- RUNNING has no index: the entries now pending name these jobs
-  -- (running.lua).
+  -- (list.lua).
   redis.call('ZREM', prefix .. ':status:QUEUED', unpack(taken))
   publish_watched(channels, keys)
 end
