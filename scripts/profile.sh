@@ -7,8 +7,15 @@
 #                               # Redis's per-command split (INFO commandstats)
 #   scripts/profile.sh ingest   # POST /jobs at 50 connections with wrk for 10 s:
 #                               # req/s, p50/p99, API and Redis CPU per request
+#   scripts/profile.sh latency  # one job every 50 ms, as the harness's e2e: the
+#                               # POST alone with no worker, with a worker on
+#                               # another prefix, and with a worker, then POST
+#                               # and GETs until SUCCESS (BENCHMARKS.md's floor)
+#   scripts/profile.sh listing  # RUNNING (default 2,000) sleeping jobs, then the
+#                               # Redis time of a page of RUNNING jobs, of an
+#                               # unfiltered page and of a SUCCESS page
 #
-# Knobs: N (20000), CONCURRENCY (64), SECS (10), PORT (6399). Needs the peers
+# Knobs: N (20000), CONCURRENCY (64), SECS (10), RUNNING (2000), PORT (6399). Needs the peers
 # harness set up (scripts/bench.sh does it) and wrk for ingest. Everything
 # stays on 127.0.0.1; every process started here is stopped by its PID.
 set -euo pipefail
@@ -23,7 +30,16 @@ HTTP=127.0.0.1:$((PORT - 1000))
 
 cargo build --release --locked -p jobs-api -p jobs-worker >/dev/null
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+# Stopped newest first, Redis last: a stopping worker still records the jobs
+# it hands back.
+cleanup() {
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid=${pids[i]}
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+}
 trap cleanup EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Redis's per-command split over the last `config resetstat`, per unit.
@@ -71,5 +87,44 @@ ingest)
     "api $(per $((a1 - a0)) "$n") us/req, redis $(per $((r1 - r0)) "$n") us/req"
   commandstats "$n" req
   ;;
-*) echo "usage: scripts/profile.sh drain|ingest" >&2; exit 2 ;;
+latency)
+  py=("$STATE/.venv/bin/python" "$ROOT/scripts/lib/http_latency.py" --port "${HTTP##*:}")
+  "${py[@]}" --label "no worker"
+  start_worker() {
+    JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
+      "$ROOT/target/release/jobs-worker" 2>/dev/null &
+    worker=$!; pids+=("$worker"); sleep 1
+  }
+  JOBS_KEY_PREFIX=elsewhere start_worker
+  "${py[@]}" --label "a worker on another prefix"
+  kill "$worker"; wait "$worker" 2>/dev/null || true
+  start_worker
+  "${py[@]}" --label "a worker" --until-done
+  ;;
+listing)
+  running=${RUNNING:-2000}
+  JOBS_WORKER_CONCURRENCY=$running JOBS_WORKER_METRICS_ADDR=off JOBS_SHUTDOWN_GRACE_MS=100 \
+    "$ROOT/target/release/jobs-worker" 2>/dev/null &
+  pids+=($!)
+  batch=$(python3 -c "import json; print(json.dumps([{'start': 0, 'end': 600000, 'kind': 'sleep'}] * 1000))")
+  for _ in $(seq $(((running + 999) / 1000))); do
+    curl -s -o /dev/null -X POST -H 'Content-Type: application/json' --data "$batch" "$HTTP/jobs"
+  done
+  until [ "$(redis-cli -p "$PORT" xpending profile:queue workers | head -1)" -ge "$running" ]; do sleep 0.2; done
+  # The running jobs' entries are older than the newest jobs' creation (less
+  # the 5 s clock allowance of list.lua), as when work waits in a backlog.
+  sleep 6
+  for _ in $(seq 300); do
+    curl -s -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"start":1,"end":2}' "$HTTP/jobs"
+  done
+  sleep 1
+  redis-cli -p "$PORT" config set slowlog-log-slower-than 0 >/dev/null
+  for query in "status=RUNNING&page_size=100" "page_size=100" "status=SUCCESS&page_size=100"; do
+    redis-cli -p "$PORT" slowlog reset >/dev/null
+    curl -s -o /dev/null "$HTTP/jobs?$query"
+    us=$(redis-cli -p "$PORT" slowlog get 5 | awk 'NR == 3')
+    echo "listing with $running jobs running: GET /jobs?$query took Redis $us us"
+  done
+  ;;
+*) echo "usage: scripts/profile.sh drain|ingest|latency|listing" >&2; exit 2 ;;
 esac
