@@ -1064,3 +1064,90 @@ async fn idempotency_keys_work_inside_a_batch() {
     assert_eq!(redis.keys().len(), keys_before);
     assert_eq!(stream_len(&redis), 3);
 }
+
+/// Rewrites a job's hash as releases before the `spec` field stored it:
+/// what it was created with as fields of their own.
+fn store_as_an_earlier_release(redis: &TestRedis, job: &jobs_core::Job, max_attempts: u32) {
+    let key = format!("{}:job:{}", redis.prefix(), job.jid);
+    let mut conn = redis.connection();
+    let _: () = redis::cmd("DEL").arg(&key).query(&mut conn).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg(&["jid", &job.jid.to_string(), "status", "QUEUED"])
+        .arg(&["start", &job.start.to_string(), "end", &job.end.to_string()])
+        .arg(&["kind", &job.kind, "params", r#"{"fail_attempts":9}"#])
+        .arg(&[
+            "create_time",
+            &job.create_time.timestamp_micros().to_string(),
+        ])
+        .arg(&[
+            "max_attempts",
+            &max_attempts.to_string(),
+            "timeout_ms",
+            "60000",
+        ])
+        // The first job created has seq 1.
+        .arg(&["version", "1", "seq", "1"])
+        .query(&mut conn)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_job_stored_by_an_earlier_release_is_listed_run_and_ended() {
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    let old = submit(&store, NewJob::parse(2, 5, "fail", None).unwrap()).await;
+    store_as_an_earlier_release(&redis, &old, 1);
+    let new = submit(&store, NewJob::parse(1, 2, "sum", None).unwrap()).await;
+
+    let read = store.get(&old.jid).await.unwrap();
+    assert_eq!(
+        (read.start, read.end, read.kind.as_str(), read.max_attempts),
+        (2, 5, "fail", 1)
+    );
+    assert_eq!(read.create_time, old.create_time);
+    assert_eq!(read.timeout, Duration::from_secs(60));
+    assert_eq!(read.params["fail_attempts"], 9);
+
+    // A page of one: list.lua bounds its scan of running jobs by the older
+    // job's create time, read from its own field.
+    let first = store
+        .list(&ListQuery::new(1, "", None).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        first.jobs.iter().map(|job| job.jid).collect::<Vec<_>>(),
+        [new.jid]
+    );
+    let token = first.next_page_token.unwrap();
+    let second = store
+        .list(&ListQuery::new(1, &token, None).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        second.jobs.iter().map(|job| job.jid).collect::<Vec<_>>(),
+        [old.jid]
+    );
+
+    let claimed = queue.claim(1, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job, store.get(&old.jid).await.unwrap());
+    assert_eq!(claimed[0].job.params["fail_attempts"], 9);
+    // Its one attempt fails: finish.lua reads max_attempts from its own field.
+    let failed = Outcome::Failed {
+        error: "boom".into(),
+        retry_in: Duration::ZERO,
+    };
+    let lease = claimed[0].lease.clone();
+    assert_eq!(
+        queue
+            .finish(&[Finished {
+                lease,
+                outcome: failed
+            }])
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(store.get(&old.jid).await.unwrap().status, JobStatus::Error);
+}

@@ -21,9 +21,9 @@
 --
 -- Returns one string per job now RUNNING for this worker: only what the
 -- worker needs, joined by NUL, in this order: entry id, jid, attempts, lease,
--- version, seq, start_time, start, end, kind, params, create_time,
--- max_attempts, timeout_ms, traceparent (empty when absent); the first six
--- after the id are the values after the change.
+-- version, seq, start_time (the values after the change), then the job's
+-- `spec` as stored (start, end, kind, params, create_time, max_attempts,
+-- timeout_ms, traceparent; empty when absent).
 -- Entries whose job is no longer QUEUED (cancelled, or gone) are acknowledged
 -- and left out of the reply.
 
@@ -67,20 +67,26 @@ for _, e in ipairs(entries) do
   local id, jid = e[1], e[2]
   local key = jid and (prefix .. ':job:' .. jid)
   local s = key and redis.call('HMGET', key, 'status', 'seq', 'attempts', 'lease',
-    'version', 'start', 'end', 'kind', 'params', 'create_time', 'max_attempts',
-    'timeout_ms', 'traceparent') or {}
+    'version', 'spec') or {}
   if s[1] == 'QUEUED' then
     local attempts, lease, version = next_count(s[3]), next_count(s[4]), next_count(s[5])
     redis.call('HSET', key, 'status', 'RUNNING', 'start_time', now,
       'worker', ARGV[2], 'lease_until', lease_until,
       'attempts', attempts, 'lease', lease, 'version', version)
     taken[#taken + 1] = jid
-    -- One string per job, not fifteen values: every value crossing from
-    -- Lua into the reply costs, and NUL appears in none of them (ids,
-    -- numbers, a known kind, JSON text, a checked traceparent).
+    -- A hash an earlier release wrote has no `spec`, but its parts as
+    -- fields of their own.
+    local spec = s[6]
+    if not spec then
+      local parts = redis.call('HMGET', key, 'start', 'end', 'kind', 'params',
+        'create_time', 'max_attempts', 'timeout_ms', 'traceparent')
+      for i = 1, 8 do parts[i] = parts[i] or '' end
+      spec = table.concat(parts, '\0')
+    end
+    -- One string per job, not fourteen values: every value crossing from
+    -- Lua into the reply costs, and NUL appears in none of them.
     claimed[#claimed + 1] = table.concat({id, jid, attempts, lease, version, s[2] or '',
-      now, s[6] or '', s[7] or '', s[8] or '', s[9] or '', s[10] or '', s[11] or '',
-      s[12] or '', s[13] or ''}, '\0')
+      now, spec}, '\0')
     if watching then
       channels[#channels + 1] = prefix .. ':events:' .. jid
       keys[#keys + 1] = key

@@ -14,6 +14,29 @@ local function next_count(text)
   return string.format('%d', (tonumber(text) or 0) + 1)
 end
 
+-- Part n (from 1) of a job's `spec`: the values it was created with,
+-- joined by NUL, in record.rs's SPEC_FIELDS order.
+local SPEC_PARTS = {start = 1, ['end'] = 2, kind = 3, params = 4, create_time = 5,
+  max_attempts = 6, timeout_ms = 7, traceparent = 8}
+local function spec_part(spec, n)
+  local from = 1
+  for _ = 2, n do
+    from = string.find(spec, '\0', from, true) + 1
+  end
+  local to = string.find(spec, '\0', from, true)
+  return string.sub(spec, from, to and to - 1 or -1)
+end
+
+-- The create-time value `name` of the job in hash `key`: from its `spec`,
+-- or from a field of that name in a hash an earlier release wrote.
+local function spec_value(key, name)
+  local s = redis.call('HMGET', key, 'spec', name)
+  if s[1] then
+    return spec_part(s[1], SPEC_PARTS[name])
+  end
+  return s[2]
+end
+
 -- True when some API process follows jobs (WatchJob): it keeps this key
 -- while it does (watch.rs). Only then are the changed jobs' event channels
 -- checked for subscribers, which costs more than the rest of a batch's

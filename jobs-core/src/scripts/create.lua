@@ -106,20 +106,13 @@ for i = 0, count - 1 do
   else
     seq = seq + 1
     local seq_text = string.format('%d', seq)
-    -- Fields at their zero value are left out (attempts, lease, progress;
-    -- params and traceparent when there are none): the readers default
-    -- them, and a smaller hash is cheaper for every later change.
-    local fields = {'jid', jid, 'status', 'QUEUED', 'start', arg(i, 2),
-      'end', arg(i, 3), 'kind', arg(i, 4), 'create_time', now,
-      'max_attempts', arg(i, 6), 'timeout_ms', arg(i, 7), 'version', '1', 'seq', seq_text}
-    if arg(i, 5) ~= '' then
-      fields[#fields + 1] = 'params'
-      fields[#fields + 1] = arg(i, 5)
-    end
-    if arg(i, 9) ~= '' then
-      fields[#fields + 1] = 'traceparent'
-      fields[#fields + 1] = arg(i, 9)
-    end
+    -- What never changes is one `spec` field (see SPEC_FIELDS in
+    -- record.rs for the order); fields at their zero value (attempts,
+    -- lease, progress) are left out and the readers default them: a
+    -- shorter hash is cheaper for every later read and change.
+    local fields = {'status', 'QUEUED', 'version', '1', 'seq', seq_text, 'jid', jid,
+      'spec', table.concat({arg(i, 2), arg(i, 3), arg(i, 4), arg(i, 5), now, arg(i, 6),
+        arg(i, 7), arg(i, 9)}, '\0')}
     redis.call('HSET', job_key, unpack(fields))
     redis.call('XADD', KEYS[1], '*', 'jid', jid)
     indexed[#indexed + 1] = seq_text

@@ -53,16 +53,16 @@ for i = 5, #ARGV, 6 do
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local key = prefix .. ':job:' .. jid
   local s = redis.call('HMGET', key, 'status', 'lease', 'lease_until', 'seq',
-    'attempts', 'max_attempts', 'version')
+    'attempts', 'version')
   local status, lease, seq = s[1], s[2], s[4]
 
   if status == 'RUNNING' and lease == token and tonumber(s[3] or 0) >= now_ms then
     local attempts = tonumber(s[5])
-    local version = next_count(s[7])
+    local version = next_count(s[6])
     -- The job's status from here.
     local ends = outcome
     if outcome == 'FAILED' then
-      ends = attempts >= tonumber(s[6]) and 'ERROR' or 'QUEUED'
+      ends = attempts >= tonumber(spec_value(key, 'max_attempts')) and 'ERROR' or 'QUEUED'
     elseif outcome == 'RELEASE' then
       ends = 'QUEUED'
     end

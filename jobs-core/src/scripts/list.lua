@@ -101,11 +101,18 @@ if ARGV[5] == '1' and redis.call('EXISTS', stream) == 1 then
   if #indexed == CHUNK then
     local last = indexed[CHUNK]
     floor = last[1]
+    local created
     for i = 1, #last[2], 2 do
-      if last[2][i] == 'create_time' then
-        local ms = math.floor(tonumber(last[2][i + 1]) / 1000) - CLOCK_SLACK_MS
-        if ms > 0 then from = string.format('%d', ms) end
+      local name, value = last[2][i], last[2][i + 1]
+      if name == 'spec' then
+        created = spec_part(value, SPEC_PARTS.create_time)
+      elseif name == 'create_time' then
+        created = created or value
       end
+    end
+    if created then
+      local ms = math.floor(tonumber(created) / 1000) - CLOCK_SLACK_MS
+      if ms > 0 then from = string.format('%d', ms) end
     end
   end
   local seen = {}

@@ -42,16 +42,17 @@ for _, entry in ipairs(claimed[2]) do
   end
   local key = jid and (prefix .. ':job:' .. jid)
   local s = key and redis.call('HMGET', key, 'status', 'lease_until', 'seq',
-    'attempts', 'max_attempts', 'worker', 'start_time', 'history') or {}
+    'attempts', 'worker', 'start_time', 'history') or {}
   local lapsed = s[1] == 'RUNNING' and (not s[2] or tonumber(s[2]) < now_ms)
 
   if s[1] == 'RUNNING' and not lapsed then
     -- Its worker renews it still; give the entry back to the lease holder.
-    redis.call('XCLAIM', KEYS[1], ARGV[1], s[6], 0, id, 'JUSTID')
+    redis.call('XCLAIM', KEYS[1], ARGV[1], s[5], 0, id, 'JUSTID')
   else
     if lapsed then
-      local attempts, max_attempts = tonumber(s[4]), tonumber(s[5])
-      local err = 'lease lost: worker ' .. (s[6] or '?') .. ' stopped renewing it'
+      local attempts = tonumber(s[4])
+      local max_attempts = tonumber(spec_value(key, 'max_attempts'))
+      local err = 'lease lost: worker ' .. (s[5] or '?') .. ' stopped renewing it'
       if attempts >= max_attempts then
         -- The last attempt stays in the hash's own fields, as in finish.lua.
         redis.call('HSET', key, 'status', 'ERROR', 'end_time', now, 'outcome', 'LOST',
@@ -61,10 +62,10 @@ for _, entry in ipairs(claimed[2]) do
         redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), jid)
         failed = failed + 1
       else
-        local entry = {number = attempts, worker = s[6], start_time = s[7],
+        local entry = {number = attempts, worker = s[5], start_time = s[6],
           end_time = now, outcome = 'LOST', error = err}
         redis.call('HSET', key, 'status', 'QUEUED', 'progress', 0, 'error', err,
-          'history', with_attempt(s[8], entry))
+          'history', with_attempt(s[7], entry))
         redis.call('HDEL', key, 'lease_until', 'worker')
         redis.call('ZADD', prefix .. ':status:QUEUED', s[3], jid)
         redis.call('XADD', KEYS[1], '*', 'jid', jid)
