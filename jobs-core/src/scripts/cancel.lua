@@ -35,7 +35,6 @@ if status == 'QUEUED' then
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('ZADD', KEYS[5], seq, ARGV[1])
   redis.call('ZREM', KEYS[6], ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('ZADD', KEYS[7], now_ms + tonumber(ARGV[3]), ARGV[1])
   redis.call('PUBLISH', KEYS[2], cjson.encode(redis.call('HGETALL', KEYS[1])))
   outcome = 'cancelled'

@@ -3,7 +3,8 @@
 -- KEYS[1]  queue stream          {prefix}:queue
 -- KEYS[2]  retries waiting       {prefix}:delayed (zset, score = due time in ms)
 -- KEYS[3]  retention schedule    {prefix}:expiry  (zset, score = expiry in ms;
---          member = the space-separated jids that expire then)
+--          member = the space-separated jids that expire then; recover.lua
+--          deletes them)
 -- ARGV[1]  consumer group name
 -- ARGV[2]  key prefix
 -- ARGV[3]  retention of a finished job, in milliseconds
@@ -103,7 +104,6 @@ for i = 5, #ARGV, 6 do
       end
     end
     if ends ~= 'QUEUED' then
-      redis.call('PEXPIRE', key, ARGV[3])
       expiring[#expiring + 1] = jid
     end
     local into = moved[ends]
@@ -135,6 +135,8 @@ if changed > 0 then
   end
   -- The batch's jobs all expire at once: one schedule entry for them all,
   -- not one each (the schedule is written far more often than read).
+  -- Recovery deletes them when it is due: cheaper than a TTL on each hash,
+  -- and their index entries go in the same step.
   if #expiring > 0 then redis.call('ZADD', KEYS[3], expires, table.concat(expiring, ' ')) end
   if #delayed > 0 then redis.call('ZADD', KEYS[2], unpack(delayed)) end
   publish_watched(channels, keys)

@@ -1,5 +1,6 @@
 -- recover.lua: give back the jobs of workers that stopped renewing their
--- leases (killed, lost, paused), and forget jobs past their retention.
+-- leases (killed, lost, paused), and delete finished jobs past their
+-- retention.
 --
 -- KEYS[1]  queue stream          {prefix}:queue
 -- KEYS[2]  retention schedule    {prefix}:expiry (zset, score = expiry in ms;
@@ -23,7 +24,8 @@
 -- calls again while `more` says that one of them was reached.
 --
 -- Returns {requeued, failed, forgotten, more}: jobs queued again, jobs ended
--- ERROR, expired jobs removed from the indexes, and 1 when work remains.
+-- ERROR, finished jobs deleted (or found gone) after their retention and
+-- removed from the indexes, and 1 when work remains.
 
 local prefix = ARGV[3]
 local now, now_ms = clock()
@@ -58,7 +60,6 @@ for _, entry in ipairs(claimed[2]) do
         redis.call('HSET', key, 'status', 'ERROR', 'end_time', now, 'outcome', 'LOST',
           'error', err)
         redis.call('ZADD', prefix .. ':status:ERROR', s[3], jid)
-        redis.call('PEXPIRE', key, ARGV[5])
         redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), jid)
         failed = failed + 1
       else
@@ -86,8 +87,10 @@ for _, entry in ipairs(claimed[2]) do
 end
 
 -- Each schedule entry is the space-separated jids of the jobs one finish
--- expired together. Jobs are forgotten FORGET_AT_ONCE at a time, at most
--- (whole entries).
+-- ended together. Their hashes have no TTL: they are deleted here, with
+-- their index entries, FORGET_AT_ONCE at a time, at most (whole entries).
+-- Only a finished job is deleted; a hash an earlier release wrote may have
+-- expired by its own TTL already.
 local FORGET_AT_ONCE = 1000
 local gone, due = {}, 0
 while due < FORGET_AT_ONCE do
@@ -97,7 +100,12 @@ while due < FORGET_AT_ONCE do
   for _, entry in ipairs(entries) do
     for jid in string.gmatch(entry, '%S+') do
       due = due + 1
-      if redis.call('EXISTS', prefix .. ':job:' .. jid) == 0 then
+      local key = prefix .. ':job:' .. jid
+      local status = redis.call('HGET', key, 'status')
+      if status == 'SUCCESS' or status == 'ERROR' or status == 'CANCELLED' then
+        redis.call('DEL', key)
+        gone[#gone + 1] = jid
+      elseif not status then
         gone[#gone + 1] = jid
       end
     end
