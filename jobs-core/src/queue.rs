@@ -20,7 +20,13 @@
 //! attempt is recorded as lost and the job queued again (or ended ERROR when
 //! it has no attempts left).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use futures_util::{Stream, StreamExt};
 use redis::{aio::ConnectionManager, streams::StreamReadReply};
@@ -56,6 +62,10 @@ pub struct Queue {
     /// Only for blocking reads, which would stall every other command
     /// sharing a multiplexed connection.
     blocking: ConnectionManager,
+    /// Redis's id for `blocking`'s connection (`CLIENT ID`), so that a
+    /// waiting read can be ended early; 0 until known, and again after an
+    /// error (the connection may have been replaced).
+    blocking_id: Arc<AtomicU64>,
     keys: Arc<Keys>,
     consumer: Arc<str>,
     settings: QueueSettings,
@@ -172,6 +182,7 @@ impl Queue {
             client,
             conn,
             blocking,
+            blocking_id: Arc::default(),
             keys: Arc::new(Keys::new(&config.key_prefix)),
             consumer: consumer.into().into(),
             settings,
@@ -256,10 +267,43 @@ impl Queue {
         }
     }
 
+    /// Ends a [`Self::claim_waiting`] in progress now, as if its time had
+    /// passed: it returns what it has, which is nothing (Redis's `CLIENT
+    /// UNBLOCK`; no entry is delivered and left behind). For shutdown, so
+    /// that an idle worker need not wait out its read. Without a read in
+    /// progress it does nothing.
+    pub async fn end_wait(&self) -> Result<()> {
+        let id = self.blocking_id.load(Ordering::Relaxed);
+        if id != 0 {
+            let mut conn = self.conn.clone();
+            let _ended: u8 = redis::cmd("CLIENT")
+                .arg("UNBLOCK")
+                .arg(id)
+                .query_async(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Blocks until new entries are delivered to this consumer or `block`
     /// passes; returns (entry id, jid) pairs.
     async fn wait(&self, max: usize, block: Duration) -> Result<Vec<(String, String)>> {
+        let read = self.read_blocking(max, block).await;
+        if read.is_err() {
+            self.blocking_id.store(0, Ordering::Relaxed);
+        }
+        read
+    }
+
+    async fn read_blocking(&self, max: usize, block: Duration) -> Result<Vec<(String, String)>> {
         let mut conn = self.blocking.clone();
+        if self.blocking_id.load(Ordering::Relaxed) == 0 {
+            let id: u64 = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async(&mut conn)
+                .await?;
+            self.blocking_id.store(id, Ordering::Relaxed);
+        }
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(GROUP)

@@ -40,8 +40,8 @@ use crate::{
 /// The most jobs claimed, or outcomes recorded, in one round trip.
 const MAX_BATCH: usize = 100;
 /// How long one blocking read waits for new jobs. It returns at once when a
-/// job arrives; this bounds how long an idle worker takes to notice shutdown
-/// and retries whose backoff has passed.
+/// job arrives, or at shutdown; this bounds how long an idle worker takes to
+/// notice retries whose backoff has passed.
 const BLOCK: Duration = Duration::from_secs(1);
 /// The longest pause between retries while Redis is unavailable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -243,8 +243,8 @@ impl Runner {
                         // read: Redis would still serve an abandoned read,
                         // and the entries it got (a job handed back at
                         // shutdown, say) would wait for recovery. Shutdown
-                        // waits at most one BLOCK for it.
-                        let claimed = self.queue.claim_waiting(slots.len(), BLOCK).await;
+                        // ends the read early instead.
+                        let claimed = self.claim_waiting(slots.len(), shutdown).await;
                         turn.give_back();
                         claimed
                     } else {
@@ -275,6 +275,26 @@ impl Runner {
                         () = tokio::time::sleep(pause) => {}
                     }
                 }
+            }
+        }
+    }
+
+    /// Waits for new jobs (at most one BLOCK) and claims up to `max`; at
+    /// shutdown the wait ends at once, with whatever Redis delivered.
+    async fn claim_waiting(
+        &self,
+        max: usize,
+        shutdown: &CancellationToken,
+    ) -> jobs_core::Result<Vec<Claimed>> {
+        let waiting = self.queue.claim_waiting(max, BLOCK);
+        tokio::pin!(waiting);
+        tokio::select! {
+            claimed = &mut waiting => claimed,
+            () = shutdown.cancelled() => {
+                if let Err(err) = self.queue.end_wait().await {
+                    tracing::warn!(%err, "cannot end the wait for jobs early");
+                }
+                waiting.await
             }
         }
     }

@@ -186,3 +186,21 @@ async fn shutdown_lets_the_jobs_in_flight_finish() {
     handle.await.unwrap();
     assert_eq!(store.get(&jid).await.unwrap().status, JobStatus::Success);
 }
+
+#[tokio::test]
+async fn an_idle_worker_stops_without_waiting_out_its_read() {
+    let redis = TestRedis::start();
+    let (shutdown, handle) = spawn_worker(&redis, Registry::builtin(), 2);
+    // Nothing is queued: the worker is in a blocking read (one second long)
+    // from its first moments.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = std::time::Instant::now();
+    shutdown.cancel();
+    handle.await.unwrap();
+    // Waiting out the read would take the rest of its second (~800 ms).
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "stopped {:?} after shutdown",
+        asked.elapsed()
+    );
+}
