@@ -1170,3 +1170,34 @@ async fn a_job_stored_by_an_earlier_release_is_listed_run_and_ended() {
     );
     assert_eq!(store.get(&old.jid).await.unwrap().status, JobStatus::Error);
 }
+
+#[tokio::test]
+async fn a_result_kept_longer_than_its_job_goes_with_the_job() {
+    let redis = TestRedis::start();
+    let config = RedisConfig::new(redis.url(), redis.prefix());
+    let store = Store::connect(&config).await.unwrap();
+    let settings = QueueSettings {
+        retention: Retention {
+            retention_secs: 1,
+            result_ttl_secs: 60,
+        },
+        ..QueueSettings::default()
+    };
+    let queue = Queue::connect(&config, "w", settings).await.unwrap();
+    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+    let lease = take_one(&queue).await;
+    // Too large for the job's hash: a key of its own, with the result's TTL.
+    let large = serde_json::json!({ "text": "x".repeat(500) });
+    let outcome = Outcome::Success(large.clone());
+    queue.finish(&[Finished { lease, outcome }]).await.unwrap();
+    assert_eq!(store.outcome(&job.jid).await.unwrap().result, Some(large));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(queue.recover().await.unwrap().forgotten, 1);
+    assert!(matches!(store.get(&job.jid).await, Err(Error::NotFound(_))));
+    let left: Vec<String> = redis
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains(":job:") || k.contains(":result:"))
+        .collect();
+    assert!(left.is_empty(), "left: {left:?}");
+}

@@ -103,7 +103,8 @@ while due < FORGET_AT_ONCE do
       local key = prefix .. ':job:' .. jid
       local status = redis.call('HGET', key, 'status')
       if status == 'SUCCESS' or status == 'ERROR' or status == 'CANCELLED' then
-        redis.call('DEL', key)
+        -- A result kept in a key of its own goes with its job.
+        redis.call('DEL', key, prefix .. ':result:' .. jid)
         gone[#gone + 1] = jid
       elseif not status then
         gone[#gone + 1] = jid
