@@ -26,8 +26,8 @@
 --
 -- Returns {more, {job, job, ...}}: more is 1 when jobs remain after this
 -- page; each job is the array {field, value, ...} of its hash. Index entries
--- whose hash has gone (expired, not yet forgotten by recovery) are removed
--- and skipped.
+-- whose hash has gone (deleted by hand, or expired by the TTL an earlier
+-- release set, before recovery passed) are removed and skipped.
 
 local stream, group, prefix = KEYS[1], ARGV[1], ARGV[2]
 local max, size = ARGV[3], tonumber(ARGV[4])
