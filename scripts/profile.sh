@@ -8,7 +8,8 @@
 #   scripts/profile.sh ingest   # POST /jobs at 50 connections with wrk for 10 s:
 #                               # req/s, p50/p99, API and Redis CPU per request
 #   scripts/profile.sh latency  # one job every 50 ms, as the harness's e2e: the
-#                               # POST alone with no worker, with a worker on
+#                               # POST alone with no worker (and back to back,
+#                               # for comparison), with a worker on
 #                               # another prefix, and with a worker, then POST
 #                               # and GETs until SUCCESS (BENCHMARKS.md's floor)
 #   scripts/profile.sh listing  # RUNNING (default 2,000) sleeping jobs, then the
@@ -90,6 +91,7 @@ ingest)
 latency)
   py=("$STATE/.venv/bin/python" "$ROOT/scripts/lib/http_latency.py" --port "${HTTP##*:}")
   "${py[@]}" --label "no worker"
+  "${py[@]}" --label "no worker, back to back" --gap 0
   start_worker() {
     JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
       "$ROOT/target/release/jobs-worker" 2>/dev/null &

@@ -1,4 +1,4 @@
-"""One job at a time, as the harness's e2e measurement does it: every 50 ms a
+"""One job at a time, as the harness's e2e measurement does it: every 50 ms (--gap) a
 POST /jobs with Python's http.client on a keep-alive connection, then (with
 --until-done) GET /jobs/{jid} back to back until it is FINISHED -- SUCCESS.
 Prints the medians of the POST, of each GET and of the whole, and what the
@@ -14,13 +14,14 @@ parser.add_argument("--port", type=int, required=True)
 parser.add_argument("--jobs", type=int, default=60)
 parser.add_argument("--until-done", action="store_true")
 parser.add_argument("--label", default="")
+parser.add_argument("--gap", type=float, default=0.05, help="seconds idle before each job")
 args = parser.parse_args()
 
 conn = http.client.HTTPConnection("127.0.0.1", args.port)
 body = json.dumps({"start": 1, "end": 100})
 posts, gets, totals, first_seen = [], [], [], {}
 for n in range(args.jobs + 3):
-    time.sleep(0.05)
+    time.sleep(args.gap)
     start = time.perf_counter()
     conn.request("POST", "/jobs", body=body, headers={"Content-Type": "application/json"})
     jid = json.loads(conn.getresponse().read())["jid"]
