@@ -468,37 +468,24 @@ impl Queue {
 }
 
 /// What claim.lua returns for each job, in this order, after the entry id
-/// (only what a handler and the worker use: the attempt history, say, stays
-/// in Redis).
-const CLAIM_REPLY: [&str; 14] = [
-    "jid",
-    "attempts",
-    "lease",
-    "version",
-    "seq",
-    "start_time",
-    "start",
-    "end",
-    "kind",
-    "params",
-    "create_time",
-    "max_attempts",
-    "timeout_ms",
-    "traceparent",
-];
+/// and before the job's `spec` (only what a handler and the worker use: the
+/// attempt history, say, stays in Redis).
+const CLAIM_REPLY: [&str; 6] = ["jid", "attempts", "lease", "version", "seq", "start_time"];
 
-/// A claim script row, the entry id and the CLAIM_REPLY values joined by
-/// NUL (an empty value is an absent field), as the job now RUNNING and its
-/// lease.
+/// A claim script row, as the job now RUNNING and its lease: the entry id,
+/// the CLAIM_REPLY values and the job's `spec`, joined by NUL (an empty
+/// value is an absent field).
 fn claimed_from_row(row: &str) -> Result<Claimed> {
-    let mut parts = row.split('\0');
-    let entry_id = parts.next().unwrap_or_default();
-    let values: Vec<&str> = parts.collect();
+    let parts: Vec<&str> = row.splitn(CLAIM_REPLY.len() + 2, '\0').collect();
+    let [entry_id, values @ .., spec] = parts.as_slice() else {
+        return Err(Error::Corrupt(format!("malformed claim row: {row:?}")));
+    };
     if entry_id.is_empty() || values.len() != CLAIM_REPLY.len() {
         return Err(Error::Corrupt(format!("malformed claim row: {row:?}")));
     }
     let job = record::job_from(|name| match name {
         "status" => Some("RUNNING"),
+        "spec" => Some(*spec),
         name => CLAIM_REPLY
             .iter()
             .position(|field| *field == name)
@@ -506,7 +493,7 @@ fn claimed_from_row(row: &str) -> Result<Claimed> {
             .filter(|value| !value.is_empty()),
     })?;
     let lease = Lease {
-        entry_id: entry_id.to_owned(),
+        entry_id: (*entry_id).to_owned(),
         jid: job.jid,
         attempt: job.attempts,
         token: job.lease,

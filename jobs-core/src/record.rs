@@ -35,7 +35,7 @@ pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
 /// write of it faster; the claim passes it on to the worker as it is. NUL
 /// appears in none of them: numbers, a known kind, JSON text (which escapes
 /// control characters), a time, a checked traceparent.
-pub(crate) const SPEC_FIELDS: [&str; 8] = [
+const SPEC_FIELDS: [&str; 8] = [
     "start",
     "end",
     "kind",
