@@ -358,7 +358,7 @@ impl Queue {
         let mut invocation = scripts::FINISH.key(self.keys.queue());
         invocation
             .key(self.keys.delayed())
-            .key(self.keys.expiry())
+            .key(self.keys.retention())
             .arg(GROUP)
             .arg(self.keys.prefix())
             .arg(self.settings.retention.job_ms())
@@ -434,8 +434,9 @@ impl Queue {
             for _ in 0..MAX_CALLS {
                 let (requeued, failed, forgotten, more): (u64, u64, u64, u8) = scripts::RECOVER
                     .key(self.keys.queue())
-                    .key(self.keys.expiry())
+                    .key(self.keys.retention())
                     .key(self.keys.index())
+                    .key(self.keys.earlier_expiry())
                     .arg(GROUP)
                     .arg(&*self.consumer)
                     .arg(self.keys.prefix())

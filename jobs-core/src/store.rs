@@ -6,10 +6,10 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{prefix}:job:{jid}` | hash | the job (a field at its zero value may be absent: `attempts`, `lease`, `progress`; a SUCCESS job's `outcome` and `progress` go unwritten, as they follow from its status): `jid`, `status`, `spec` (what the job was created with and never changes, joined by NUL: `start`, `end`, `kind`, `params` (JSON object; empty when none), `create_time` (µs since the Unix epoch, Redis's clock), `max_attempts`, `timeout_ms`, `traceparent` (the submitting call's W3C trace context; empty when it sent none); one field instead of eight keeps every read and write of the hash cheaper; hashes written by earlier releases hold these as fields of their own, and are read as well), `start_time`, `end_time` (µs, as `create_time`; absent until known), `attempts`, `error` (the latest), `progress` (0..1), `history` (JSON array, one object per attempt after which the job was queued again; absent until one), `outcome` (how the attempt that ended the job ended: with `attempts`, `worker`, `start_time`, `end_time` and `error` it is the history's last entry, kept out of the JSON so that the common path writes none), `version` (bumped by every change), `seq` (creation order), `lease` (fencing token, bumped by every take), `lease_until` (ms; meaningful while RUNNING), `worker` (consumer that holds, or last held, it), `cancel` (`1` once cancellation of a running job was requested). Once finished, deleted by a worker's recovery pass after the retention (it has no TTL: see `{prefix}:expiry`) |
+//! | `{prefix}:job:{jid}` | hash | the job (a field at its zero value may be absent: `attempts`, `lease`, `progress`; a SUCCESS job's `outcome` and `progress` go unwritten, as they follow from its status): `jid`, `status`, `spec` (what the job was created with and never changes, joined by NUL: `start`, `end`, `kind`, `params` (JSON object; empty when none), `create_time` (µs since the Unix epoch, Redis's clock), `max_attempts`, `timeout_ms`, `traceparent` (the submitting call's W3C trace context; empty when it sent none); one field instead of eight keeps every read and write of the hash cheaper; hashes written by earlier releases hold these as fields of their own, and are read as well), `start_time`, `end_time` (µs, as `create_time`; absent until known), `attempts`, `error` (the latest), `progress` (0..1), `history` (JSON array, one object per attempt after which the job was queued again; absent until one), `outcome` (how the attempt that ended the job ended: with `attempts`, `worker`, `start_time`, `end_time` and `error` it is the history's last entry, kept out of the JSON so that the common path writes none), `version` (bumped by every change), `seq` (creation order), `lease` (fencing token, bumped by every take), `lease_until` (ms; meaningful while RUNNING), `worker` (consumer that holds, or last held, it), `cancel` (`1` once cancellation of a running job was requested). Once finished, deleted by a worker's recovery pass after the retention (it has no TTL: see `{prefix}:retention`) |
 //! | `{prefix}:result:{jid}` | string | the result of a successful job, as JSON; expires after the result TTL, or is deleted with its job if that comes first. A result of at most 64 bytes, when the result TTL is at least the retention, is the job hash's `result` field instead |
 //! | `{prefix}:delayed` | sorted set | jids waiting out a retry backoff, scored by due time (ms); claims move due ones to the queue |
-//! | `{prefix}:expiry` | sorted set | finished jobs scored by when their retention ends (ms); each member is the space-separated jids of the jobs one call finished. Recovery (`recover.lua`, twice per lease in every worker) deletes the due jobs' hashes and their index entries in one step: one schedule entry per batch costs Redis less than a TTL on every hash, and no index outlives its job |
+//! | `{prefix}:retention` | sorted set | finished jobs scored by when their retention ends (ms); each member is the space-separated jids of the jobs one call finished. Recovery (`recover.lua`, twice per lease in every worker) deletes the due jobs' hashes and their index entries in one step: one schedule entry per batch costs Redis less than a TTL on every hash, and no index outlives its job. (`{prefix}:expiry`, the schedule of earlier releases, whose jobs carried TTLs, is drained the same way; it keeps its name so that workers of those releases, which pop it too, never see a job without a TTL) |
 //! | `{prefix}:idem:{key}` | hash | an idempotency key: `jid` and `fingerprint` (SHA-1 of the submission); expires after the idempotency window |
 //! | `{prefix}:queue` | stream | one entry per queued job, field `jid`, read by consumer group `workers`; an entry is acknowledged when its job finishes, and acknowledged entries are trimmed from the head of the stream |
 //! | `{prefix}:seq` | string | the creation counter that gives each job its `seq` |
@@ -103,7 +103,15 @@ impl Keys {
         format!("{}:delayed", self.prefix)
     }
 
-    pub(crate) fn expiry(&self) -> String {
+    pub(crate) fn retention(&self) -> String {
+        format!("{}:retention", self.prefix)
+    }
+
+    /// The retention schedule of earlier releases, whose jobs had TTLs
+    /// (their workers' recovery pops it, and would leave a job without one
+    /// in place forever: hence a key of its own for the jobs recovery
+    /// deletes).
+    pub(crate) fn earlier_expiry(&self) -> String {
         format!("{}:expiry", self.prefix)
     }
 
@@ -740,7 +748,7 @@ impl Store {
             .key(self.keys.status(JobStatus::Queued))
             .key(self.keys.status(JobStatus::Cancelled))
             .key(self.keys.delayed())
-            .key(self.keys.expiry())
+            .key(self.keys.retention())
             .arg(jid.to_string())
             .arg(CANCEL_REASON)
             .arg(self.retention.job_ms())

@@ -658,7 +658,7 @@ async fn finished_jobs_expire_and_leave_the_list() {
     let claimed = queue.claim(3, Duration::from_millis(50)).await.unwrap();
     assert_eq!(claimed.len(), 3);
     succeed_all(&queue, claimed).await;
-    let schedule: Vec<String> = members(&redis, "expiry");
+    let schedule: Vec<String> = members(&redis, "retention");
     assert_eq!(
         schedule.len(),
         1,
@@ -732,7 +732,7 @@ async fn one_recovery_forgets_every_expired_job_however_many() {
             k.contains(":job:")
                 || k.contains(":status:")
                 || k.ends_with(":index")
-                || k.ends_with(":expiry")
+                || k.ends_with(":retention")
         })
         .collect();
     assert!(left.is_empty(), "jobs or indexes left: {left:?}");
@@ -1198,6 +1198,43 @@ async fn a_result_kept_longer_than_its_job_goes_with_the_job() {
         .keys()
         .into_iter()
         .filter(|k| k.contains(":job:") || k.contains(":result:"))
+        .collect();
+    assert!(left.is_empty(), "left: {left:?}");
+}
+
+#[tokio::test]
+async fn recovery_drains_the_retention_schedule_of_earlier_releases() {
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    let old = submit(&store, NewJob::parse(2, 5, "sum", None).unwrap()).await;
+    store_as_an_earlier_release(&redis, &old, 1);
+    // Finished under an earlier release: its schedule was `{prefix}:expiry`.
+    let p = redis.prefix();
+    let jid = old.jid.to_string();
+    let mut conn = redis.connection();
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(format!("{p}:job:{jid}"))
+        .arg(&["status", "SUCCESS"])
+        .cmd("ZREM")
+        .arg(format!("{p}:status:QUEUED"))
+        .arg(&jid)
+        .cmd("ZADD")
+        .arg(format!("{p}:status:SUCCESS"))
+        .arg(1)
+        .arg(&jid)
+        .cmd("ZADD")
+        .arg(format!("{p}:expiry"))
+        .arg(1)
+        .arg(&jid)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(queue.recover().await.unwrap().forgotten, 1);
+    assert!(matches!(store.get(&old.jid).await, Err(Error::NotFound(_))));
+    let left: Vec<String> = redis
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains(":job:") || k.contains(":status:") || k.ends_with(":expiry"))
         .collect();
     assert!(left.is_empty(), "left: {left:?}");
 }

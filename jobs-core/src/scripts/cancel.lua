@@ -6,7 +6,7 @@
 -- KEYS[4]  index of QUEUED jobs  {prefix}:status:QUEUED
 -- KEYS[5]  index of CANCELLED jobs {prefix}:status:CANCELLED
 -- KEYS[6]  retries waiting       {prefix}:delayed
--- KEYS[7]  retention schedule    {prefix}:expiry
+-- KEYS[7]  retention schedule    {prefix}:retention
 -- ARGV[1]  jid
 -- ARGV[2]  reason, stored as the job's error
 -- ARGV[3]  retention of a finished job, in milliseconds

@@ -2,7 +2,7 @@
 --
 -- KEYS[1]  queue stream          {prefix}:queue
 -- KEYS[2]  retries waiting       {prefix}:delayed (zset, score = due time in ms)
--- KEYS[3]  retention schedule    {prefix}:expiry  (zset, score = expiry in ms;
+-- KEYS[3]  retention schedule    {prefix}:retention (zset, score = expiry in ms;
 --          member = the space-separated jids that expire then; recover.lua
 --          deletes them)
 -- ARGV[1]  consumer group name

@@ -3,9 +3,11 @@
 -- retention.
 --
 -- KEYS[1]  queue stream          {prefix}:queue
--- KEYS[2]  retention schedule    {prefix}:expiry (zset, score = expiry in ms;
---          member = the space-separated jids that expire then)
+-- KEYS[2]  retention schedule    {prefix}:retention (zset, score = expiry in
+--          ms; member = the space-separated jids that expire then)
 -- KEYS[3]  index of all jobs     {prefix}:index (only as earlier releases left it)
+-- KEYS[4]  earlier releases' retention schedule {prefix}:expiry (their jobs
+--          carry TTLs; drained the same way)
 -- ARGV[1]  consumer group name
 -- ARGV[2]  consumer name (the worker running this)
 -- ARGV[3]  key prefix
@@ -93,25 +95,31 @@ end
 -- expired by its own TTL already.
 local FORGET_AT_ONCE = 1000
 local gone, due = {}, 0
-while due < FORGET_AT_ONCE do
-  local entries = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, 10)
-  if #entries == 0 then break end
-  redis.call('ZREM', KEYS[2], unpack(entries))
-  for _, entry in ipairs(entries) do
-    for jid in string.gmatch(entry, '%S+') do
-      due = due + 1
-      local key = prefix .. ':job:' .. jid
-      local status = redis.call('HGET', key, 'status')
-      if status == 'SUCCESS' or status == 'ERROR' or status == 'CANCELLED' then
-        -- A result kept in a key of its own goes with its job.
-        redis.call('DEL', key, prefix .. ':result:' .. jid)
-        gone[#gone + 1] = jid
-      elseif not status then
-        gone[#gone + 1] = jid
+-- Deletes the finished jobs `schedule` says are due, whole entries at a
+-- time, while fewer than FORGET_AT_ONCE were due in this call.
+local function forget_due(schedule)
+  while due < FORGET_AT_ONCE do
+    local entries = redis.call('ZRANGEBYSCORE', schedule, '-inf', now_ms, 'LIMIT', 0, 10)
+    if #entries == 0 then return end
+    redis.call('ZREM', schedule, unpack(entries))
+    for _, entry in ipairs(entries) do
+      for jid in string.gmatch(entry, '%S+') do
+        due = due + 1
+        local key = prefix .. ':job:' .. jid
+        local status = redis.call('HGET', key, 'status')
+        if status == 'SUCCESS' or status == 'ERROR' or status == 'CANCELLED' then
+          -- A result kept in a key of its own goes with its job.
+          redis.call('DEL', key, prefix .. ':result:' .. jid)
+          gone[#gone + 1] = jid
+        elseif not status then
+          gone[#gone + 1] = jid
+        end
       end
     end
   end
 end
+forget_due(KEYS[2])
+forget_due(KEYS[4])
 if #gone > 0 then
   redis.call('ZREM', KEYS[3], unpack(gone))
   -- The index of every job (KEYS[3]) and RUNNING's are here for what
