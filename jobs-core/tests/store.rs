@@ -396,6 +396,16 @@ fn members(redis: &TestRedis, name: &str) -> Vec<String> {
         .unwrap()
 }
 
+/// Fails if any key of the test's prefix has one of `parts` in its name.
+fn assert_no_keys_with(redis: &TestRedis, parts: &[&str]) {
+    let left: Vec<String> = redis
+        .keys()
+        .into_iter()
+        .filter(|key| parts.iter().any(|part| key.contains(part)))
+        .collect();
+    assert!(left.is_empty(), "keys left: {left:?}");
+}
+
 /// Records every claimed job as a success, in one call, and checks that
 /// each was recorded.
 async fn succeed_all(queue: &Queue, claimed: Vec<jobs_core::Claimed>) {
@@ -691,16 +701,7 @@ async fn finished_jobs_expire_and_leave_the_list() {
         .await
         .unwrap();
     assert!(page.jobs.is_empty());
-    assert_eq!(
-        redis
-            .keys()
-            .iter()
-            .filter(|k| k.contains(":status:"))
-            .count(),
-        0,
-        "{:?}",
-        redis.keys()
-    );
+    assert_no_keys_with(&redis, &[":status:"]);
 }
 
 #[tokio::test]
@@ -725,17 +726,7 @@ async fn one_recovery_forgets_every_expired_job_however_many() {
     }
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(queue.recover().await.unwrap().forgotten, JOBS as u64);
-    let left: Vec<String> = redis
-        .keys()
-        .into_iter()
-        .filter(|k| {
-            k.contains(":job:")
-                || k.contains(":status:")
-                || k.ends_with(":index")
-                || k.ends_with(":retention")
-        })
-        .collect();
-    assert!(left.is_empty(), "jobs or indexes left: {left:?}");
+    assert_no_keys_with(&redis, &[":job:", ":status:", ":index", ":retention"]);
 }
 
 #[tokio::test]
@@ -1194,12 +1185,7 @@ async fn a_result_kept_longer_than_its_job_goes_with_the_job() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(queue.recover().await.unwrap().forgotten, 1);
     assert!(matches!(store.get(&job.jid).await, Err(Error::NotFound(_))));
-    let left: Vec<String> = redis
-        .keys()
-        .into_iter()
-        .filter(|k| k.contains(":job:") || k.contains(":result:"))
-        .collect();
-    assert!(left.is_empty(), "left: {left:?}");
+    assert_no_keys_with(&redis, &[":job:", ":result:"]);
 }
 
 #[tokio::test]
@@ -1231,10 +1217,5 @@ async fn recovery_drains_the_retention_schedule_of_earlier_releases() {
         .unwrap();
     assert_eq!(queue.recover().await.unwrap().forgotten, 1);
     assert!(matches!(store.get(&old.jid).await, Err(Error::NotFound(_))));
-    let left: Vec<String> = redis
-        .keys()
-        .into_iter()
-        .filter(|k| k.contains(":job:") || k.contains(":status:") || k.ends_with(":expiry"))
-        .collect();
-    assert!(left.is_empty(), "left: {left:?}");
+    assert_no_keys_with(&redis, &[":job:", ":status:", ":expiry"]);
 }
