@@ -4,7 +4,9 @@
 #
 #   scripts/profile.sh drain    # 20,000 jobs queued over REST, one worker drains
 #                               # them: jobs/s, worker and Redis CPU per job, and
-#                               # Redis's per-command split (INFO commandstats)
+#                               # Redis's per-command split (INFO commandstats);
+#                               # with PERF=1 also redis-server's top symbols
+#                               # (perf record -e cpu-clock)
 #   scripts/profile.sh ingest   # POST /jobs at 50 connections with wrk for 10 s:
 #                               # req/s, p50/p99, API and Redis CPU per request
 #   scripts/profile.sh latency  # one job every 50 ms, as the harness's e2e: the
@@ -64,6 +66,10 @@ drain)
   "$STATE/.venv/bin/python" "$PEERS_DIR/harness/http_enqueue.py" "$N" --base "http://$HTTP" \
     --jid-file "$STATE/profile-jids.txt" >/dev/null 2>&1
   redis-cli -p "$PORT" config resetstat >/dev/null
+  if [ -n "${PERF:-}" ]; then
+    perf record -q -e cpu-clock -F 4999 -p "$redis" -o "$STATE/profile-redis.perf" 2>/dev/null &
+    recorder=$!; pids+=("$recorder"); sleep 0.2
+  fi
   r0=$(cpu_ticks "$redis"); t0=$(date +%s.%N)
   JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
     "$ROOT/target/release/jobs-worker" 2>/dev/null &
@@ -74,6 +80,12 @@ drain)
   echo "drain: $(awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}') jobs/s," \
     "worker $(per "$w1" "$N") us/job, redis $(per $((r1 - r0)) "$N") us/job"
   commandstats "$N" job
+  if [ -n "${PERF:-}" ]; then
+    kill -INT "$recorder"; wait "$recorder" 2>/dev/null || true
+    echo "redis-server's profile over the drain (top symbols, % of its samples):"
+    perf report -q -i "$STATE/profile-redis.perf" --no-children --sort symbol 2>/dev/null \
+      | grep '%' | head -15
+  fi
   ;;
 ingest)
   lua=$PEERS_DIR/harness/wrk_post.lua

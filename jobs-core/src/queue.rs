@@ -162,7 +162,7 @@ pub struct Recovered {
     pub requeued: u64,
     /// Jobs whose lease lapsed on their last attempt, ended ERROR.
     pub failed: u64,
-    /// Jobs past their retention, removed from the indexes.
+    /// Finished jobs past their retention, deleted with their index entries.
     pub forgotten: u64,
 }
 
@@ -478,15 +478,17 @@ const CLAIM_REPLY: [&str; 6] = ["jid", "attempts", "lease", "version", "seq", "s
 /// value is an absent field).
 fn claimed_from_row(row: &str) -> Result<Claimed> {
     let parts: Vec<&str> = row.splitn(CLAIM_REPLY.len() + 2, '\0').collect();
-    let [entry_id, values @ .., spec] = parts.as_slice() else {
-        return Err(Error::Corrupt(format!("malformed claim row: {row:?}")));
+    let (entry_id, values, spec) = match parts.as_slice() {
+        [entry_id, values @ .., spec]
+            if !entry_id.is_empty() && values.len() == CLAIM_REPLY.len() =>
+        {
+            (*entry_id, values, *spec)
+        }
+        _ => return Err(Error::Corrupt(format!("malformed claim row: {row:?}"))),
     };
-    if entry_id.is_empty() || values.len() != CLAIM_REPLY.len() {
-        return Err(Error::Corrupt(format!("malformed claim row: {row:?}")));
-    }
     let job = record::job_from(|name| match name {
         "status" => Some("RUNNING"),
-        "spec" => Some(*spec),
+        "spec" => Some(spec),
         name => CLAIM_REPLY
             .iter()
             .position(|field| *field == name)
@@ -494,7 +496,7 @@ fn claimed_from_row(row: &str) -> Result<Claimed> {
             .filter(|value| !value.is_empty()),
     })?;
     let lease = Lease {
-        entry_id: (*entry_id).to_owned(),
+        entry_id: entry_id.to_owned(),
         jid: job.jid,
         attempt: job.attempts,
         token: job.lease,

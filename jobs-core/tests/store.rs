@@ -1119,8 +1119,8 @@ async fn a_job_stored_by_an_earlier_release_is_listed_run_and_ended() {
     assert_eq!(read.timeout, Duration::from_secs(60));
     assert_eq!(read.params["fail_attempts"], 9);
 
-    // A page of one: list.lua bounds its scan of running jobs by the older
-    // job's create time, read from its own field.
+    // A page of one: list.lua reads the older job's create time (for the
+    // bound of its scan of running jobs) from the earlier layout.
     let first = store
         .list(&ListQuery::new(1, "", None).unwrap())
         .await

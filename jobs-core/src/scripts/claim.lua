@@ -78,9 +78,8 @@ for _, e in ipairs(entries) do
     -- fields of their own.
     local spec = s[6]
     if not spec then
-      local parts = redis.call('HMGET', key, 'start', 'end', 'kind', 'params',
-        'create_time', 'max_attempts', 'timeout_ms', 'traceparent')
-      for i = 1, 8 do parts[i] = parts[i] or '' end
+      local parts = redis.call('HMGET', key, unpack(SPEC_ORDER))
+      for i = 1, #SPEC_ORDER do parts[i] = parts[i] or '' end
       spec = table.concat(parts, '\0')
     end
     -- One string per job, not fourteen values: every value crossing from

@@ -14,10 +14,14 @@ local function next_count(text)
   return string.format('%d', (tonumber(text) or 0) + 1)
 end
 
--- Part n (from 1) of a job's `spec`: the values it was created with,
--- joined by NUL, in record.rs's SPEC_FIELDS order.
-local SPEC_PARTS = {start = 1, ['end'] = 2, kind = 3, params = 4, create_time = 5,
-  max_attempts = 6, timeout_ms = 7, traceparent = 8}
+-- What a job's `spec` holds, joined by NUL, in this order (record.rs's
+-- SPEC_FIELDS); in a hash an earlier release wrote, fields of their own.
+local SPEC_ORDER = {'start', 'end', 'kind', 'params', 'create_time', 'max_attempts',
+  'timeout_ms', 'traceparent'}
+local SPEC_PARTS = {}
+for n, name in ipairs(SPEC_ORDER) do SPEC_PARTS[name] = n end
+
+-- Part n (from 1) of a job's `spec`.
 local function spec_part(spec, n)
   local from = 1
   for _ = 2, n do

@@ -74,7 +74,7 @@ local function next_source()
 end
 
 -- The indexes' jobs that still exist, newest first, one more than a page:
--- {seq, fields}.
+-- {seq, fields, jid}.
 local indexed = {}
 while #indexed < CHUNK do
   local source = next_source()
@@ -83,7 +83,7 @@ while #indexed < CHUNK do
   source.at = source.at + 1
   local fields = redis.call('HGETALL', prefix .. ':job:' .. jid)
   if #fields > 0 then
-    indexed[#indexed + 1] = {seq, fields}
+    indexed[#indexed + 1] = {seq, fields, jid}
   else
     redis.call('ZREM', source.key, jid)
   end
@@ -101,15 +101,7 @@ if ARGV[5] == '1' and redis.call('EXISTS', stream) == 1 then
   if #indexed == CHUNK then
     local last = indexed[CHUNK]
     floor = last[1]
-    local created
-    for i = 1, #last[2], 2 do
-      local name, value = last[2][i], last[2][i + 1]
-      if name == 'spec' then
-        created = spec_part(value, SPEC_PARTS.create_time)
-      elseif name == 'create_time' then
-        created = created or value
-      end
-    end
+    local created = spec_value(prefix .. ':job:' .. last[3], 'create_time')
     if created then
       local ms = math.floor(tonumber(created) / 1000) - CLOCK_SLACK_MS
       if ms > 0 then from = string.format('%d', ms) end
