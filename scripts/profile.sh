@@ -14,6 +14,11 @@
 #                               # for comparison), with a worker on
 #                               # another prefix, and with a worker, then POST
 #                               # and GETs until SUCCESS (BENCHMARKS.md's floor)
+#   scripts/profile.sh floor    # the harness's e2e client (50 jobs, 50 ms apart)
+#                               # against Jobs and against the least a REST
+#                               # job service can do (testkit/examples/rest_floor.rs),
+#                               # three runs each, alternating: what this
+#                               # machine allows, beside what Jobs takes
 #   scripts/profile.sh listing  # RUNNING (default 2,000) sleeping jobs, then the
 #                               # Redis time of a page of RUNNING jobs, of an
 #                               # unfiltered page and of a SUCCESS page
@@ -26,12 +31,13 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/peers}
 STATE=${PEERS_HOME:-/tmp/jobs-peers}
-MODE=${1:?usage: scripts/profile.sh drain|ingest}
+MODE=${1:?usage: scripts/profile.sh drain|ingest|latency|floor|listing}
 N=${N:-20000}
 PORT=${PORT:-6399}
 HTTP=127.0.0.1:$((PORT - 1000))
 
 cargo build --release --locked -p jobs-api -p jobs-worker >/dev/null
+[ "$MODE" != floor ] || cargo build --release --locked -p jobs-testkit --example rest_floor >/dev/null
 pids=()
 # Stopped newest first, Redis last: a stopping worker still records the jobs
 # it hands back.
@@ -115,6 +121,24 @@ latency)
   start_worker
   "${py[@]}" --label "a worker" --until-done
   ;;
+floor)
+  floor=$ROOT/target/release/examples/rest_floor
+  FLOOR_HTTP=127.0.0.1:$((PORT - 1001))
+  "$floor" api "$FLOOR_HTTP" & pids+=($!)
+  "$floor" worker & pids+=($!)
+  JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
+    "$ROOT/target/release/jobs-worker" 2>/dev/null &
+  pids+=($!)
+  sleep 1
+  for run in 1 2 3; do
+    for target in floor jobs; do
+      base=http://$HTTP
+      [ "$target" = jobs ] || base=http://$FLOOR_HTTP
+      API_BASE=$base "$STATE/.venv/bin/python" "$PEERS_DIR/harness/e2e.py" --peer "$target" 2>&1 \
+        | sed -n "s/^e2e: /$target, run $run: /p"
+    done
+  done
+  ;;
 listing)
   running=${RUNNING:-2000}
   JOBS_WORKER_CONCURRENCY=$running JOBS_WORKER_METRICS_ADDR=off JOBS_SHUTDOWN_GRACE_MS=100 \
@@ -140,5 +164,5 @@ listing)
     echo "listing with $running jobs running: GET /jobs?$query took Redis $us us"
   done
   ;;
-*) echo "usage: scripts/profile.sh drain|ingest|latency|listing" >&2; exit 2 ;;
+*) echo "usage: scripts/profile.sh drain|ingest|latency|floor|listing" >&2; exit 2 ;;
 esac
