@@ -10,15 +10,18 @@
 #   scripts/profile.sh ingest   # POST /jobs at 50 connections with wrk for 10 s:
 #                               # req/s, p50/p99, API and Redis CPU per request
 #   scripts/profile.sh latency  # one job every 50 ms, as the harness's e2e: the
-#                               # POST alone with no worker (and back to back,
-#                               # for comparison), with a worker on
-#                               # another prefix, and with a worker, then POST
-#                               # and GETs until SUCCESS (BENCHMARKS.md's floor)
+#                               # POST alone with no worker (and the API's CPU
+#                               # per POST; and back to back, for comparison),
+#                               # with a worker on another prefix, and with a
+#                               # worker, then POST and GETs until SUCCESS; with
+#                               # PERF=1 also jobs-api's profile over the cold
+#                               # POSTs (perf record --call-graph dwarf)
 #   scripts/profile.sh floor    # the harness's e2e client (50 jobs, 50 ms apart)
 #                               # against Jobs and against the least a REST
 #                               # job service can do (testkit/examples/rest_floor.rs),
-#                               # three runs each, alternating: what this
-#                               # machine allows, beside what Jobs takes
+#                               # three runs each, alternating, each also split
+#                               # into POST and GET: what this machine allows,
+#                               # beside what Jobs takes
 #   scripts/profile.sh listing  # RUNNING (default 2,000) sleeping jobs, then the
 #                               # Redis time of a page of RUNNING jobs, of an
 #                               # unfiltered page and of a SUCCESS page
@@ -51,6 +54,8 @@ cleanup() {
 }
 trap cleanup EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time of all of a process's threads, in ns (finer than ticks).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ns += $1} END {print ns}'; }
 # Redis's per-command split over the last `config resetstat`, per unit.
 commandstats() {
   redis-cli -p "$PORT" info commandstats | tr -d '\r' | awk -F'[:=,]' -v n="$1" -v u="$2" \
@@ -108,7 +113,31 @@ ingest)
   ;;
 latency)
   py=("$STATE/.venv/bin/python" "$ROOT/scripts/lib/http_latency.py" --port "${HTTP##*:}")
+  if [ -n "${PERF:-}" ]; then
+    perf record -q -e cpu-clock -F 20000 --call-graph dwarf,32768 -p "$api" \
+      -o "$STATE/profile-api.perf" 2>/dev/null &
+    recorder=$!; pids+=("$recorder"); sleep 0.2
+  fi
+  api_cpu0=$(cpu_ns "$api")
   "${py[@]}" --label "no worker"
+  # http_latency.py's 63 POSTs (3 of them warm-up), and the API's idle
+  # timers meanwhile (a few µs a second).
+  echo "  the API's CPU per POST after an idle gap: $(awk -v a="$api_cpu0" -v b="$(cpu_ns "$api")" 'BEGIN {printf "%.0f", (b - a) / 63 / 1000}') us"
+  if [ -n "${PERF:-}" ]; then
+    kill -INT "$recorder"; wait "$recorder" 2>/dev/null || true
+    echo "jobs-api's profile over those POSTs (% of its samples, callees included; the frames named here):"
+    # The first (widest) line of each: the kernel, hyper's connection, the
+    # router with everything under it, redis-rs's multiplexer, the group
+    # commit, the request span.
+    perf report -q -i "$STATE/profile-api.perf" --children --sort symbol -g none 2>/dev/null \
+      | sed -E 's/ +/ /g' | awk '
+          /\[k\] do_syscall_64/ && !k++ ||
+          /Dispatcher<D,Bs,I,T>::poll_catch/ && !h++ ||
+          /\] poll<tower::util::map_request::MapRequest<axum::routing::Router/ && !r++ ||
+          /PipelineSink<T> as futures_sink::Sink/ && !p++ ||
+          /Store::create_groups::\{\{closure\}\}/ && !g++ ||
+          /\] tracing::span::Span::new/ && !t++' | cut -c1-100
+  fi
   "${py[@]}" --label "no worker, back to back" --gap 0
   start_worker() {
     JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
@@ -135,7 +164,9 @@ floor)
       base=http://$HTTP
       [ "$target" = jobs ] || base=http://$FLOOR_HTTP
       API_BASE=$base "$STATE/.venv/bin/python" "$PEERS_DIR/harness/e2e.py" --peer "$target" 2>&1 \
-        | sed -n "s/^e2e: /$target, run $run: /p"
+        | sed -n "s/^e2e: /$target, run $run, the harness's e2e.py: /p"
+      "$STATE/.venv/bin/python" "$ROOT/scripts/lib/http_latency.py" --port "${base##*:}" \
+        --until-done --label "$target, run $run, split"
     done
   done
   ;;
