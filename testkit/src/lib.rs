@@ -105,6 +105,31 @@ impl TestRedis {
             .expect("connect to the test Redis")
     }
 
+    /// Zeroes the server's command statistics (`CONFIG RESETSTAT`). Only
+    /// meaningful on a [`TestRedis::private`] server: on a shared one other
+    /// tests' commands count too.
+    pub fn reset_command_stats(&self) {
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query::<()>(&mut self.connection())
+            .expect("reset the test Redis's statistics");
+    }
+
+    /// How many times the server has run `command` (lower case, as in
+    /// `INFO commandstats`; commands run by scripts included) since its
+    /// statistics were last reset.
+    pub fn command_calls(&self, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection())
+            .expect("read the test Redis's statistics");
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |calls| calls.parse().expect("a count of calls"))
+    }
+
     /// The keys under this test's prefix.
     pub fn keys(&self) -> Vec<String> {
         let mut conn = self.connection();

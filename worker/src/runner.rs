@@ -5,9 +5,15 @@
 //! Finished attempts go to an outbox. The claim loop sends what the outbox
 //! holds together with its next claim (one round trip records a batch and
 //! takes the next); while it cannot (waiting for new jobs, or stopped), a
-//! recorder task writes the outbox itself. Beside them run three small tasks:
-//! lease renewal (all leases in one call), recovery of jobs whose worker
-//! died, and a listener that stops the handlers of cancelled jobs.
+//! recorder task writes the outbox itself. With the queue empty one loop
+//! waits in a blocking read and the other for it to return; after a read
+//! that took all there was (fewer jobs than it asked for, so with claim
+//! batches of two or more), both go back to waiting without a claim in
+//! between, which would find nothing: a lone job costs three script calls
+//! in all, its create, its claim and its finish. Beside them run three
+//! small tasks: lease renewal (all leases in one call), recovery of jobs
+//! whose worker died, and a listener that stops the handlers of cancelled
+//! jobs.
 //!
 //! Shutdown: the loop stops claiming; jobs in flight get the grace period;
 //! what is still running then is stopped and handed back to the queue, so
@@ -211,6 +217,12 @@ impl Runner {
     ) {
         let mut backoff = Backoff::default();
         let mut sending = None;
+        // Set when a blocking read has just found the queue empty after the
+        // jobs it delivered: the next round trip records outcomes only, and
+        // the loop goes back to waiting. A claim then would find nothing
+        // (the read took all there was), and the claim script the read's
+        // jobs were marked with has just moved any retry that came due.
+        let mut queue_drained = false;
         loop {
             sending.get_or_insert_with(|| outbox.will_send());
             // Biased: with a slot free and shutdown requested, both branches
@@ -225,10 +237,14 @@ impl Runner {
             };
             let slots = self.gather_slots(first).await;
             let outcomes = outbox.take(MAX_BATCH);
-            let (recorded, claimed) = tokio::join!(
-                self.queue.finish(&outcomes),
-                self.queue.claim_ready(slots.len())
-            );
+            let (recorded, claimed) = if std::mem::take(&mut queue_drained) {
+                (self.queue.finish(&outcomes).await, Ok(Vec::new()))
+            } else {
+                tokio::join!(
+                    self.queue.finish(&outcomes),
+                    self.queue.claim_ready(slots.len())
+                )
+            };
             if let Err(outcomes) = report_recorded(outcomes, recorded, &self.metrics) {
                 outbox.put_back(outcomes);
             }
@@ -245,13 +261,16 @@ impl Runner {
                         // shutdown, say) would wait for recovery. Shutdown
                         // ends the read early instead.
                         let claimed = self.claim_waiting(slots.len(), shutdown).await;
-                        turn.give_back();
+                        // Fewer jobs than asked for: the read emptied the
+                        // queue. Both loops wait again instead of claiming.
+                        queue_drained = matches!(&claimed, Ok(jobs) if !jobs.is_empty() && jobs.len() < slots.len());
+                        turn.give_back(queue_drained);
                         claimed
                     } else {
                         drop(slots);
                         tokio::select! {
                             () = shutdown.cancelled() => return,
-                            () = turn.returned() => {}
+                            drained = turn.returned() => queue_drained = drained,
                         }
                         continue;
                     }
@@ -516,6 +535,9 @@ impl Outbox {
 struct BlockingTurn {
     taken: AtomicBool,
     returned: Notify,
+    /// Whether the last read to return emptied the queue (delivered jobs,
+    /// fewer than it asked for).
+    drained: AtomicBool,
 }
 
 impl BlockingTurn {
@@ -524,15 +546,21 @@ impl BlockingTurn {
         !self.taken.swap(true, Ordering::SeqCst)
     }
 
-    fn give_back(&self) {
+    fn give_back(&self, drained: bool) {
+        self.drained.store(drained, Ordering::SeqCst);
         self.taken.store(false, Ordering::SeqCst);
         self.returned.notify_waiters();
     }
 
     /// Waits until the blocking read returns, at most one BLOCK (a return
     /// just before this call is not seen; the next claim sees its jobs).
-    async fn returned(&self) {
-        let _ = tokio::time::timeout(BLOCK, self.returned.notified()).await;
+    /// True when it returned having emptied the queue; false after a wait
+    /// that saw no return, so that the next claim looks for itself.
+    async fn returned(&self) -> bool {
+        tokio::time::timeout(BLOCK, self.returned.notified())
+            .await
+            .is_ok()
+            && self.drained.load(Ordering::SeqCst)
     }
 }
 

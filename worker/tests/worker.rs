@@ -204,3 +204,31 @@ async fn an_idle_worker_stops_without_waiting_out_its_read() {
         asked.elapsed()
     );
 }
+
+#[tokio::test]
+async fn an_idle_worker_takes_a_lone_job_without_claiming_in_vain() {
+    // Its own server: the count below is of every script call Redis runs.
+    let redis = TestRedis::private();
+    let store = store(&redis).await;
+    let (shutdown, handle) = spawn_worker(&redis, Registry::builtin(), 8);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.reset_command_stats();
+    const JOBS: u64 = 10;
+    for _ in 0..JOBS {
+        let jid = submit(&store, 1, 10, "sum").await;
+        assert_eq!(finished(&store, jid).await.status, JobStatus::Success);
+    }
+    let calls = redis.command_calls("evalsha");
+    shutdown.cancel();
+    handle.await.unwrap();
+    // Each job needs three: its create, the claim that marks it RUNNING
+    // and its finish (32 for the ten, here). The read that delivered it took
+    // all there was, so a claim straight after, by either claim loop, would
+    // find nothing: that was a fourth and a fifth call per job (52). Beyond
+    // the three, only a claim after each second's blocking read that ends
+    // with nothing (for retries come due): a few, even on a slow machine.
+    assert!(
+        calls <= JOBS * 4,
+        "{calls} script calls for {JOBS} jobs taken one at a time"
+    );
+}
