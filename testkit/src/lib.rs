@@ -33,7 +33,8 @@ impl TestRedis {
         }
     }
 
-    /// Always a private `redis-server` (for tests that stop it).
+    /// Always a private `redis-server` (for tests that stop it, or that
+    /// count the commands it runs).
     pub fn private() -> Self {
         let port = free_port();
         let server = spawn_server(port, &["--save", "", "--appendonly", "no"]);
