@@ -6,14 +6,16 @@
 //! holds together with its next claim (one round trip records a batch and
 //! takes the next); while it cannot (waiting for new jobs, or stopped), a
 //! recorder task writes the outbox itself. With the queue empty one loop
-//! waits in a blocking read and the other for it to return; after a read
-//! that took all there was (fewer jobs than it asked for, so with claim
-//! batches of two or more), both go back to waiting without a claim in
-//! between, which would find nothing: a lone job costs three script calls
-//! in all, its create, its claim and its finish. Beside them run three
-//! small tasks: lease renewal (all leases in one call), recovery of jobs
-//! whose worker died, and a listener that stops the handlers of cancelled
-//! jobs.
+//! waits in a blocking read and the other for it to return. After a read
+//! that took all there was (fewer jobs than it asked for, or none), the
+//! other loop goes back to waiting without a claim, which would find
+//! nothing; the reading loop claims once if its read brought nothing, for
+//! retries come due. So an idle worker runs one claim a second, and a lone
+//! job costs three script calls in all: its create, its claim and its
+//! finish (with claim batches of two or more: a read of one job, asked for
+//! one, cannot tell whether more are queued). Beside them run three small
+//! tasks: lease renewal (all leases in one call), recovery of jobs whose
+//! worker died, and a listener that stops the handlers of cancelled jobs.
 //!
 //! Shutdown: the loop stops claiming; jobs in flight get the grace period;
 //! what is still running then is stopped and handed back to the queue, so
@@ -217,11 +219,10 @@ impl Runner {
     ) {
         let mut backoff = Backoff::default();
         let mut sending = None;
-        // Set when a blocking read has just found the queue empty after the
-        // jobs it delivered: the next round trip records outcomes only, and
-        // the loop goes back to waiting. A claim then would find nothing
-        // (the read took all there was), and the claim script the read's
-        // jobs were marked with has just moved any retry that came due.
+        // Set when a blocking read has just taken all there was: the next
+        // round trip records outcomes only, and the loop goes back to
+        // waiting. A claim then would find nothing, and retries that came
+        // due are moved by the claim that follows a read bringing nothing.
         let mut queue_drained = false;
         loop {
             sending.get_or_insert_with(|| outbox.will_send());
@@ -261,10 +262,16 @@ impl Runner {
                         // shutdown, say) would wait for recovery. Shutdown
                         // ends the read early instead.
                         let claimed = self.claim_waiting(slots.len(), shutdown).await;
-                        // Fewer jobs than asked for: the read emptied the
-                        // queue. Both loops wait again instead of claiming.
-                        queue_drained = matches!(&claimed, Ok(jobs) if !jobs.is_empty() && jobs.len() < slots.len());
-                        turn.give_back(queue_drained);
+                        // Fewer jobs than asked for (none included): the read
+                        // took all there was, so the other loop waits again
+                        // instead of claiming. This one claims next only
+                        // after a read that brought nothing, for retries
+                        // come due since (a read's jobs were marked by a
+                        // claim that moved them).
+                        let took_all = matches!(&claimed, Ok(jobs) if jobs.len() < slots.len());
+                        queue_drained =
+                            took_all && matches!(&claimed, Ok(jobs) if !jobs.is_empty());
+                        turn.give_back(took_all);
                         claimed
                     } else {
                         drop(slots);
@@ -535,8 +542,8 @@ impl Outbox {
 struct BlockingTurn {
     taken: AtomicBool,
     returned: Notify,
-    /// Whether the last read to return emptied the queue (delivered jobs,
-    /// fewer than it asked for).
+    /// Whether the last read to return took all there was (fewer jobs
+    /// than it asked for, or none).
     drained: AtomicBool,
 }
 
@@ -552,15 +559,18 @@ impl BlockingTurn {
         self.returned.notify_waiters();
     }
 
-    /// Waits until the blocking read returns, at most one BLOCK (a return
-    /// just before this call is not seen; the next claim sees its jobs).
-    /// True when it returned having emptied the queue; false after a wait
-    /// that saw no return, so that the next claim looks for itself.
+    /// Waits until the blocking read in progress returns (at once if it
+    /// already has). True when it took all there was.
     async fn returned(&self) -> bool {
-        tokio::time::timeout(BLOCK, self.returned.notified())
-            .await
-            .is_ok()
-            && self.drained.load(Ordering::SeqCst)
+        // Listening before looking, so a return in between is not missed:
+        // the read ends within one BLOCK, and this wait with it.
+        let notified = self.returned.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.taken.load(Ordering::SeqCst) {
+            notified.await;
+        }
+        self.drained.load(Ordering::SeqCst)
     }
 }
 

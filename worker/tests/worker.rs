@@ -232,3 +232,28 @@ async fn an_idle_worker_takes_a_lone_job_without_claiming_in_vain() {
         "{calls} script calls for {JOBS} jobs taken one at a time"
     );
 }
+
+#[tokio::test]
+async fn an_idle_worker_claims_once_per_blocking_read() {
+    // Its own server: the counts below are of every command Redis runs.
+    let redis = TestRedis::private();
+    let (shutdown, handle) = spawn_worker(&redis, Registry::builtin(), 8);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.reset_command_stats();
+    // Nothing is queued: a blocking read ends empty every second.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let claims = redis.command_calls("evalsha");
+    let reads = redis.command_calls("xreadgroup");
+    shutdown.cancel();
+    handle.await.unwrap();
+    // A read that ends empty is followed by one claim, for retries come due
+    // (its own XREADGROUP counts as a read too): as many reads again as
+    // claims, less the read still blocked. The other claim loop has no
+    // reason to claim as well; when it did, there were two or three claims
+    // to a read.
+    assert!(claims >= 2, "{claims} claims in 3.5 s of blocking reads");
+    assert!(
+        claims * 2 <= reads + 1,
+        "{claims} claims to {reads} reads (blocking, or a claim's own)"
+    );
+}
