@@ -24,7 +24,7 @@ if [ -z "${MEMORY_ONLY:-}" ]; then
   # The drain ends when the SUCCESS index holds every job: a counter Jobs
   # keeps, read with ZCARD, as BullMQ's drain is read from its completed set.
   # Left to its default, the harness would instead end our drain with 65
-  # REST GETs in a row (~15 ms of a ~280 ms window that BullMQ's does not
+  # REST GETs in a row (~20 ms of a ~280 ms window that BullMQ's does not
   # have). The harness's REST check of the jobs and results still follows.
   RUST_DONE_SPEC=${RUST_DONE_SPEC:-redis-zcard:0:bench:status:SUCCESS} \
   RUST_API_CMD="JOBS_KEY_PREFIX=bench exec $ROOT/target/release/jobs-api" \
