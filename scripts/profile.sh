@@ -54,7 +54,9 @@ cleanup() {
 }
 trap cleanup EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# CPU time of all of a process's threads, in ns (finer than ticks).
+# CPU time of a process's live threads, in ns: finer than ticks, for the short
+# idle-gap window; threads that exited meanwhile are not counted, so the
+# long windows keep cpu_ticks.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ns += $1} END {print ns}'; }
 # Redis's per-command split over the last `config resetstat`, per unit.
 commandstats() {

@@ -268,9 +268,9 @@ impl Runner {
                         // after a read that brought nothing, for retries
                         // come due since (a read's jobs were marked by a
                         // claim that moved them).
-                        let took_all = matches!(&claimed, Ok(jobs) if jobs.len() < slots.len());
-                        queue_drained =
-                            took_all && matches!(&claimed, Ok(jobs) if !jobs.is_empty());
+                        let brought = claimed.as_ref().map_or(slots.len(), Vec::len);
+                        let took_all = brought < slots.len();
+                        queue_drained = took_all && brought > 0;
                         turn.give_back(took_all);
                         claimed
                     } else {

@@ -219,6 +219,7 @@ async fn an_idle_worker_takes_a_lone_job_without_claiming_in_vain() {
         assert_eq!(finished(&store, jid).await.status, JobStatus::Success);
     }
     let calls = redis.command_calls("evalsha");
+    eprintln!("{calls} script calls for {JOBS} jobs taken one at a time");
     shutdown.cancel();
     handle.await.unwrap();
     // Each job needs three: its create, the claim that marks it RUNNING
@@ -244,6 +245,7 @@ async fn an_idle_worker_claims_once_per_blocking_read() {
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let claims = redis.command_calls("evalsha");
     let reads = redis.command_calls("xreadgroup");
+    eprintln!("{claims} claims to {reads} reads in 3.5 s idle");
     shutdown.cancel();
     handle.await.unwrap();
     // A read that ends empty is followed by one claim, for retries come due
