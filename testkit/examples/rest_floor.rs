@@ -209,8 +209,11 @@ fn serve(stream: TcpStream, mut redis: Redis, prefix: &str) -> io::Result<()> {
 fn worker(redis_addr: &str, prefix: &str) -> io::Result<()> {
     let mut redis = Redis::connect(redis_addr)?;
     let queue = format!("{prefix}:floor:queue");
-    // Entries after this id are new; `$` only for the first read.
-    let mut last = "$".to_owned();
+    // Entries after this id are new. From the start of the stream: `$`
+    // would stand for "after now" at every read that timed out, and miss a
+    // job queued between two reads. Jobs of an earlier run are marked
+    // finished again, which changes nothing.
+    let mut last = "0-0".to_owned();
     loop {
         let read = redis.pipeline(&[&[
             "XREAD", "COUNT", "100", "BLOCK", "1000", "STREAMS", &queue, &last,
