@@ -23,7 +23,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -66,6 +66,8 @@ pub struct Queue {
     /// waiting read can be ended early; 0 until known, and again after an
     /// error (the connection may have been replaced).
     blocking_id: Arc<AtomicU64>,
+    /// Entries acknowledged since a finish last trimmed the queue.
+    acked_since_trim: Arc<AtomicUsize>,
     keys: Arc<Keys>,
     consumer: Arc<str>,
     settings: QueueSettings,
@@ -183,6 +185,7 @@ impl Queue {
             conn,
             blocking,
             blocking_id: Arc::default(),
+            acked_since_trim: Arc::default(),
             keys: Arc::new(Keys::new(&config.key_prefix)),
             consumer: consumer.into().into(),
             settings,
@@ -362,7 +365,8 @@ impl Queue {
             .arg(GROUP)
             .arg(self.keys.prefix())
             .arg(self.settings.retention.job_ms())
-            .arg(self.settings.retention.result_ms());
+            .arg(self.settings.retention.result_ms())
+            .arg(u8::from(self.trim_due(finished.len())));
         for done in finished {
             let (outcome, payload, delay) = match &done.outcome {
                 Outcome::Success(value) => ("SUCCESS", value.to_string(), Duration::ZERO),
@@ -382,6 +386,21 @@ impl Queue {
         let mut conn = self.conn.clone();
         let recorded: Vec<i64> = invocation.invoke_async(&mut conn).await?;
         Ok(recorded.into_iter().map(|flag| flag == 1).collect())
+    }
+
+    /// Whether the finish acknowledging `acking` more entries should also
+    /// trim the queue: once per [`TRIM_EVERY`] entries acknowledged, about
+    /// one stream node (trimming drops whole nodes only, so trimming more
+    /// often finds nothing to drop, and finding the bound costs a small
+    /// batch more than its own work). Approximate when finishes overlap,
+    /// which only moves a trim by a call.
+    fn trim_due(&self, acking: usize) -> bool {
+        let acked = self.acked_since_trim.fetch_add(acking, Ordering::Relaxed) + acking;
+        let due = acked >= TRIM_EVERY;
+        if due {
+            self.acked_since_trim.store(0, Ordering::Relaxed);
+        }
+        due
     }
 
     /// Records how far an attempt has got (`fraction` from 0 to 1).
@@ -503,6 +522,10 @@ fn claimed_from_row(row: &str) -> Result<Claimed> {
     };
     Ok(Claimed { job, lease })
 }
+
+/// How many entries a worker acknowledges between trims of the queue: the
+/// entries of one stream node (Redis's `stream-node-max-entries` default).
+const TRIM_EVERY: usize = 100;
 
 /// The longest a blocking read waits; the worker asks for less.
 const MAX_BLOCK: Duration = Duration::from_secs(30);

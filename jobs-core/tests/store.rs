@@ -234,18 +234,45 @@ async fn acknowledged_entries_are_trimmed_from_the_queue() {
     assert_eq!(stream_len(&redis), 500, "the held job's entry is the first");
 
     // Once it is done, the acknowledged entries go (whole stream nodes of
-    // up to 100 entries at a time: the last node may stay).
+    // up to 100 entries at a time: the last node may stay): trimmed by the
+    // next recovery pass, if no finish has since.
     let done = Finished {
         lease: held[0].lease.clone(),
         outcome: Outcome::Success(0.into()),
     };
     assert_eq!(queue.finish(&[done]).await.unwrap(), [true]);
     assert_eq!(pending(&redis), 0);
+    queue.recover().await.unwrap();
     assert!(
         stream_len(&redis) <= 100,
         "{} entries left",
         stream_len(&redis)
     );
+}
+
+#[tokio::test]
+async fn finishes_trim_the_queue_as_they_go_not_at_every_call() {
+    // A server of its own: the test counts the commands it runs.
+    let redis = TestRedis::private();
+    let (store, queue) = setup(&redis).await;
+    let batch: Vec<NewJob> = (0..1000)
+        .map(|i| NewJob::parse(i, i, "sum", None).unwrap())
+        .collect();
+    store.create_many(&batch).await.unwrap();
+    redis.reset_command_stats();
+
+    // One job at a time, as a worker with few slots takes them: the entries
+    // of jobs done never pile up, yet finding where to trim is not paid on
+    // every call.
+    let mut kept = 0;
+    for done in 1..=1000 {
+        succeed_all(&queue, queue.claim_ready(1).await.unwrap()).await;
+        kept = kept.max(stream_len(&redis) - (1000 - done));
+    }
+    assert_eq!(pending(&redis), 0);
+    assert!(kept <= 200, "up to {kept} entries of jobs done kept");
+    let trims = redis.command_calls("xtrim");
+    assert!((5..=20).contains(&trims), "{trims} trims for 1000 finishes");
 }
 
 #[tokio::test]
@@ -282,6 +309,42 @@ async fn claims_come_in_batches_and_skip_cancelled_jobs() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_job_cancelled_after_a_read_delivered_it_is_never_run() {
+    let redis = TestRedis::start();
+    let (store, _) = setup(&redis).await;
+    let lease = Duration::from_millis(300);
+    let alive = queue_with_lease(&redis, "live-worker", lease).await;
+    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+    // A worker's blocking read delivers the entry; the worker dies before
+    // its claim script runs, and the job is cancelled meanwhile.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg(&["GROUP", "workers", "dead-worker", "COUNT", "1", "STREAMS"])
+        .arg(format!("{}:queue", redis.prefix()))
+        .arg(">")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert_eq!(pending(&redis), 1);
+    assert_eq!(
+        store.cancel(&job.jid).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+
+    // Recovery drops the entry without queueing the job again.
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    assert_eq!(alive.recover().await.unwrap(), Recovered::default());
+    assert_eq!(pending(&redis), 0);
+    assert!(
+        alive
+            .claim(10, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let read = store.get(&job.jid).await.unwrap();
+    assert_eq!((read.status, read.attempts), (JobStatus::Cancelled, 0));
 }
 
 #[tokio::test]

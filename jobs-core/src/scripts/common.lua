@@ -18,8 +18,6 @@ end
 -- SPEC_FIELDS); in a hash an earlier release wrote, fields of their own.
 local SPEC_ORDER = {'start', 'end', 'kind', 'params', 'create_time', 'max_attempts',
   'timeout_ms', 'traceparent'}
-local SPEC_PARTS = {}
-for n, name in ipairs(SPEC_ORDER) do SPEC_PARTS[name] = n end
 
 -- Part n (from 1) of a job's `spec`.
 local function spec_part(spec, n)
@@ -36,7 +34,11 @@ end
 local function spec_value(key, name)
   local s = redis.call('HMGET', key, 'spec', name)
   if s[1] then
-    return spec_part(s[1], SPEC_PARTS[name])
+    -- Looked up here, not in a table built beforehand: every script call
+    -- runs this file, and few need a part of the spec.
+    for n, part in ipairs(SPEC_ORDER) do
+      if part == name then return spec_part(s[1], n) end
+    end
   end
   return s[2]
 end

@@ -9,7 +9,11 @@
 -- ARGV[2]  key prefix
 -- ARGV[3]  retention of a finished job, in milliseconds
 -- ARGV[4]  time to live of a result, in milliseconds
--- ARGV[5..] groups of six, one per attempt:
+-- ARGV[5]  1 to trim acknowledged entries from the queue's head after this
+--          call, 0 not to: the worker asks every ~100 entries it
+--          acknowledged, not every call (finding the bound costs more than
+--          a small batch's own work; recover.lua trims too)
+-- ARGV[6..] groups of six, one per attempt:
 --           entry id, jid, lease token, outcome, payload, retry delay (ms)
 --   outcome SUCCESS  payload: the result as JSON
 --           FAILED   payload: the error; retried after the delay while
@@ -49,7 +53,7 @@ local changed = 0
 local moved = {QUEUED = {}, SUCCESS = {}, ERROR = {}, CANCELLED = {}}
 local expiring, delayed = {}, {}
 
-for i = 5, #ARGV, 6 do
+for i = 6, #ARGV, 6 do
   local id, jid, token, outcome, payload, delay =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local key = prefix .. ':job:' .. jid
@@ -143,7 +147,7 @@ if changed > 0 then
 end
 if #acked > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(acked))
-  trim_acknowledged(KEYS[1], ARGV[1])
+  if ARGV[5] == '1' then trim_acknowledged(KEYS[1], ARGV[1]) end
 end
 
 return recorded

@@ -130,5 +130,9 @@ if #gone > 0 then
   forgotten = #gone
 end
 
+-- Finishes trim the queue every ~100 entries they acknowledge; the last
+-- few before a lull are trimmed here.
+trim_acknowledged(KEYS[1], ARGV[1])
+
 local more = (#claimed[2] == RECLAIM_AT_ONCE or due >= FORGET_AT_ONCE) and 1 or 0
 return {requeued, failed, forgotten, more}
