@@ -22,6 +22,9 @@
 #                               # three runs each, alternating, each also split
 #                               # into POST and GET: what this machine allows,
 #                               # beside what Jobs takes
+#   scripts/profile.sh scripts  # Redis time of claim.lua and finish.lua per job
+#                               # and per call, with batches of 1 and of 32
+#                               # (scripts/lib/script_cost.py, from SLOWLOG)
 #   scripts/profile.sh listing  # RUNNING (default 2,000) sleeping jobs, then the
 #                               # Redis time of a page of RUNNING jobs, of an
 #                               # unfiltered page and of a SUCCESS page
@@ -34,7 +37,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/peers}
 STATE=${PEERS_HOME:-/tmp/jobs-peers}
-MODE=${1:?usage: scripts/profile.sh drain|ingest|latency|floor|listing}
+MODE=${1:?usage: scripts/profile.sh drain|ingest|latency|floor|scripts|listing}
 N=${N:-20000}
 PORT=${PORT:-6399}
 HTTP=127.0.0.1:$((PORT - 1000))
@@ -172,6 +175,13 @@ floor)
     done
   done
   ;;
+scripts)
+  for batch in 1 32; do
+    jobs=$((batch == 1 ? 5000 : N))
+    "$STATE/.venv/bin/python" "$ROOT/scripts/lib/script_cost.py" --port "$PORT" \
+      --scripts "$ROOT/jobs-core/src/scripts" --jobs "$jobs" --batch "$batch"
+  done
+  ;;
 listing)
   running=${RUNNING:-2000}
   JOBS_WORKER_CONCURRENCY=$running JOBS_WORKER_METRICS_ADDR=off JOBS_SHUTDOWN_GRACE_MS=100 \
@@ -197,5 +207,5 @@ listing)
     echo "listing with $running jobs running: GET /jobs?$query took Redis $us us"
   done
   ;;
-*) echo "usage: scripts/profile.sh drain|ingest|latency|floor|listing" >&2; exit 2 ;;
+*) echo "usage: scripts/profile.sh drain|ingest|latency|floor|scripts|listing" >&2; exit 2 ;;
 esac
