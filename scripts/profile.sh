@@ -21,7 +21,8 @@
 #                               # job service can do (testkit/examples/rest_floor.rs),
 #                               # three runs each, alternating, each also split
 #                               # into POST and GET: what this machine allows,
-#                               # beside what Jobs takes
+#                               # beside what Jobs takes; first, with no worker,
+#                               # each API's and Redis's CPU per cold POST (perf)
 #   scripts/profile.sh scripts  # Redis time of claim.lua and finish.lua per job
 #                               # and per call, with batches of 1 and of 32
 #                               # (scripts/lib/script_cost.py, from SLOWLOG)
@@ -158,7 +159,26 @@ latency)
 floor)
   floor=$ROOT/target/release/examples/rest_floor
   FLOOR_HTTP=127.0.0.1:$((PORT - 1001))
-  "$floor" api "$FLOOR_HTTP" & pids+=($!)
+  "$floor" api "$FLOOR_HTTP" & floor_api=$!; pids+=("$floor_api")
+  sleep 0.2
+  # Before any worker runs: the CPU one POST after an idle gap costs each API
+  # and Redis (perf's task-clock counts the floor's short-lived connection
+  # threads too, which /proc's per-thread figures would miss).
+  if command -v perf >/dev/null; then
+    for target in floor jobs; do
+      port=${HTTP##*:} target_api=$api
+      [ "$target" = jobs ] || { port=${FLOOR_HTTP##*:}; target_api=$floor_api; }
+      perf stat -e task-clock -x, -p "$target_api" -o "$STATE/floor-api.stat" & api_stat=$!
+      perf stat -e task-clock -x, -p "$redis" -o "$STATE/floor-redis.stat" & redis_stat=$!
+      sleep 0.2
+      "$STATE/.venv/bin/python" "$ROOT/scripts/lib/http_latency.py" --port "$port" --jobs 200 \
+        --label "$target, POST alone (no worker)"
+      kill -INT "$api_stat" "$redis_stat"; wait "$api_stat" "$redis_stat" 2>/dev/null || true
+      ms() { awk -F, '/task-clock/ {print $1}' "$1"; }
+      echo "  CPU per POST after an idle gap: API $(awk -v t="$(ms "$STATE/floor-api.stat")" 'BEGIN {printf "%.0f", t / 203 * 1000}') us," \
+        "Redis $(awk -v t="$(ms "$STATE/floor-redis.stat")" 'BEGIN {printf "%.0f", t / 203 * 1000}') us"
+    done
+  fi
   "$floor" worker & pids+=($!)
   JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
     "$ROOT/target/release/jobs-worker" 2>/dev/null &
