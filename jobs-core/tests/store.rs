@@ -215,10 +215,7 @@ async fn a_watch_keeps_the_watching_flag_and_sees_each_change() {
 async fn acknowledged_entries_are_trimmed_from_the_queue() {
     let redis = TestRedis::start();
     let (store, queue) = setup(&redis).await;
-    let batch: Vec<NewJob> = (0..500)
-        .map(|i| NewJob::parse(i, i, "sum", None).unwrap())
-        .collect();
-    store.create_many(&batch).await.unwrap();
+    create_numbered(&store, 500).await;
     assert_eq!(stream_len(&redis), 500);
 
     // One job held back: nothing from its entry on may be trimmed.
@@ -255,10 +252,7 @@ async fn finishes_trim_the_queue_as_they_go_not_at_every_call() {
     // A server of its own: the test counts the commands it runs.
     let redis = TestRedis::private();
     let (store, queue) = setup(&redis).await;
-    let batch: Vec<NewJob> = (0..1000)
-        .map(|i| NewJob::parse(i, i, "sum", None).unwrap())
-        .collect();
-    store.create_many(&batch).await.unwrap();
+    create_numbered(&store, 1000).await;
     redis.reset_command_stats();
 
     // One job at a time, as a worker with few slots takes them: the entries
