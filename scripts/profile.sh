@@ -23,9 +23,9 @@
 #                               # into POST and GET: what this machine allows,
 #                               # beside what Jobs takes; first, with no worker,
 #                               # each API's and Redis's CPU per cold POST (perf)
-#   scripts/profile.sh scripts  # Redis time of claim.lua and finish.lua per job
-#                               # and per call, with batches of 1 and of 32
-#                               # (scripts/lib/script_cost.py, from SLOWLOG)
+#   scripts/profile.sh scripts  # Redis time of claim.lua and finish.lua per job,
+#                               # claiming and finishing batches of 1, then of 32,
+#                               # from one client (scripts/lib/script_cost.py)
 #   scripts/profile.sh listing  # RUNNING (default 2,000) sleeping jobs, then the
 #                               # Redis time of a page of RUNNING jobs, of an
 #                               # unfiltered page and of a SUCCESS page
@@ -165,16 +165,18 @@ floor)
   # and Redis (perf's task-clock counts the floor's short-lived connection
   # threads too, which /proc's per-thread figures would miss).
   if command -v perf >/dev/null; then
+    ms() { awk -F, '/task-clock/ {print $1}' "$1"; }
     for target in floor jobs; do
       port=${HTTP##*:} target_api=$api
       [ "$target" = jobs ] || { port=${FLOOR_HTTP##*:}; target_api=$floor_api; }
       perf stat -e task-clock -x, -p "$target_api" -o "$STATE/floor-api.stat" & api_stat=$!
       perf stat -e task-clock -x, -p "$redis" -o "$STATE/floor-redis.stat" & redis_stat=$!
+      pids+=("$api_stat" "$redis_stat")
       sleep 0.2
       "$STATE/.venv/bin/python" "$ROOT/scripts/lib/http_latency.py" --port "$port" --jobs 200 \
         --label "$target, POST alone (no worker)"
       kill -INT "$api_stat" "$redis_stat"; wait "$api_stat" "$redis_stat" 2>/dev/null || true
-      ms() { awk -F, '/task-clock/ {print $1}' "$1"; }
+      # 203: http_latency.py's 200 POSTs and its 3 warm-up ones.
       echo "  CPU per POST after an idle gap: API $(awk -v t="$(ms "$STATE/floor-api.stat")" 'BEGIN {printf "%.0f", t / 203 * 1000}') us," \
         "Redis $(awk -v t="$(ms "$STATE/floor-redis.stat")" 'BEGIN {printf "%.0f", t / 203 * 1000}') us"
     done

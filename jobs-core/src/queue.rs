@@ -391,9 +391,9 @@ impl Queue {
     /// Whether the finish acknowledging `acking` more entries should also
     /// trim the queue: once per [`TRIM_EVERY`] entries acknowledged, about
     /// one stream node (trimming drops whole nodes only, so trimming more
-    /// often finds nothing to drop, and finding the bound costs a small
-    /// batch more than its own work). Approximate when finishes overlap,
-    /// which only moves a trim by a call.
+    /// often finds nothing to drop, while finding the bound is a good part
+    /// of a small batch's cost). Approximate when finishes overlap, which
+    /// only moves a trim by a call.
     fn trim_due(&self, acking: usize) -> bool {
         let acked = self.acked_since_trim.fetch_add(acking, Ordering::Relaxed) + acking;
         let due = acked >= TRIM_EVERY;

@@ -11,8 +11,8 @@
 -- ARGV[4]  time to live of a result, in milliseconds
 -- ARGV[5]  1 to trim acknowledged entries from the queue's head after this
 --          call, 0 not to: the worker asks every ~100 entries it
---          acknowledged, not every call (finding the bound costs more than
---          a small batch's own work; recover.lua trims too)
+--          acknowledged, not every call (finding the bound is a good part
+--          of a small batch's cost; recover.lua trims too)
 -- ARGV[6..] groups of six, one per attempt:
 --           entry id, jid, lease token, outcome, payload, retry delay (ms)
 --   outcome SUCCESS  payload: the result as JSON
