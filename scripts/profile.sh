@@ -10,8 +10,8 @@
 #   scripts/profile.sh ingest   # POST /jobs at 50 connections with wrk for 10 s:
 #                               # req/s, p50/p99, API and Redis CPU per request
 #   scripts/profile.sh latency  # one job every 50 ms, as the harness's e2e: the
-#                               # POST alone with no worker (and the API's CPU
-#                               # per POST; and back to back, for comparison),
+#                               # POST alone with no worker (and the API's and
+#                               # Redis's CPU per POST; and back to back),
 #                               # with a worker on another prefix, and with a
 #                               # worker, then POST and GETs until SUCCESS; with
 #                               # PERF=1 also jobs-api's profile over the cold
@@ -58,10 +58,28 @@ cleanup() {
 }
 trap cleanup EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# CPU time of a process's live threads, in ns: finer than ticks, for the short
-# idle-gap window; threads that exited meanwhile are not counted, so the
-# long windows keep cpu_ticks.
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ns += $1} END {print ns}'; }
+# POSTs one job every 50 ms with no worker taking them (http_latency.py:
+# JOBS of them after 3 to warm up), to the API on PORT whose pid is PID; then,
+# where perf is installed, the CPU each POST cost that API and Redis (perf's
+# task-clock, which counts threads that exit meanwhile too: the floor's
+# connections; far finer than /proc's ticks for so short a window).
+post_alone() {
+  local label=$1 port=$2 pid=$3 jobs=$4 api_stat='' redis_stat=''
+  if command -v perf >/dev/null; then
+    perf stat -e task-clock -x, -p "$pid" -o "$STATE/post-api.stat" & api_stat=$!
+    perf stat -e task-clock -x, -p "$redis" -o "$STATE/post-redis.stat" & redis_stat=$!
+    pids+=("$api_stat" "$redis_stat")
+    sleep 0.2
+  fi
+  "$STATE/.venv/bin/python" "$ROOT/scripts/lib/http_latency.py" --port "$port" --jobs "$jobs" \
+    --label "$label"
+  if [ -n "$api_stat" ]; then
+    kill -INT "$api_stat" "$redis_stat"; wait "$api_stat" "$redis_stat" 2>/dev/null || true
+    per_post() { awk -F, -v n=$((jobs + 3)) '/task-clock/ {printf "%.0f", $1 / n * 1000}' "$1"; }
+    echo "  CPU per POST after an idle gap: API $(per_post "$STATE/post-api.stat") us," \
+      "Redis $(per_post "$STATE/post-redis.stat") us"
+  fi
+}
 # Redis's per-command split over the last `config resetstat`, per unit.
 commandstats() {
   redis-cli -p "$PORT" info commandstats | tr -d '\r' | awk -F'[:=,]' -v n="$1" -v u="$2" \
@@ -124,11 +142,7 @@ latency)
       -o "$STATE/profile-api.perf" 2>/dev/null &
     recorder=$!; pids+=("$recorder"); sleep 0.2
   fi
-  api_cpu0=$(cpu_ns "$api")
-  "${py[@]}" --label "no worker"
-  # http_latency.py's 63 POSTs (3 of them warm-up), and the API's idle
-  # timers meanwhile (a few µs a second).
-  echo "  the API's CPU per POST after an idle gap: $(awk -v a="$api_cpu0" -v b="$(cpu_ns "$api")" 'BEGIN {printf "%.0f", (b - a) / 63 / 1000}') us"
+  post_alone "no worker" "${HTTP##*:}" "$api" 60
   if [ -n "${PERF:-}" ]; then
     kill -INT "$recorder"; wait "$recorder" 2>/dev/null || true
     echo "jobs-api's profile over those POSTs (% of its samples, callees included; the frames named here):"
@@ -161,26 +175,9 @@ floor)
   FLOOR_HTTP=127.0.0.1:$((PORT - 1001))
   "$floor" api "$FLOOR_HTTP" & floor_api=$!; pids+=("$floor_api")
   sleep 0.2
-  # Before any worker runs: the CPU one POST after an idle gap costs each API
-  # and Redis (perf's task-clock counts the floor's short-lived connection
-  # threads too, which /proc's per-thread figures would miss).
-  if command -v perf >/dev/null; then
-    ms() { awk -F, '/task-clock/ {print $1}' "$1"; }
-    for target in floor jobs; do
-      port=${HTTP##*:} target_api=$api
-      [ "$target" = jobs ] || { port=${FLOOR_HTTP##*:}; target_api=$floor_api; }
-      perf stat -e task-clock -x, -p "$target_api" -o "$STATE/floor-api.stat" & api_stat=$!
-      perf stat -e task-clock -x, -p "$redis" -o "$STATE/floor-redis.stat" & redis_stat=$!
-      pids+=("$api_stat" "$redis_stat")
-      sleep 0.2
-      "$STATE/.venv/bin/python" "$ROOT/scripts/lib/http_latency.py" --port "$port" --jobs 200 \
-        --label "$target, POST alone (no worker)"
-      kill -INT "$api_stat" "$redis_stat"; wait "$api_stat" "$redis_stat" 2>/dev/null || true
-      # 203: http_latency.py's 200 POSTs and its 3 warm-up ones.
-      echo "  CPU per POST after an idle gap: API $(awk -v t="$(ms "$STATE/floor-api.stat")" 'BEGIN {printf "%.0f", t / 203 * 1000}') us," \
-        "Redis $(awk -v t="$(ms "$STATE/floor-redis.stat")" 'BEGIN {printf "%.0f", t / 203 * 1000}') us"
-    done
-  fi
+  # Before any worker runs: what one cold POST costs each.
+  post_alone "floor, POST alone (no worker)" "${FLOOR_HTTP##*:}" "$floor_api" 200
+  post_alone "jobs, POST alone (no worker)" "${HTTP##*:}" "$api" 200
   "$floor" worker & pids+=($!)
   JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
     "$ROOT/target/release/jobs-worker" 2>/dev/null &
