@@ -83,9 +83,10 @@ for _, e in ipairs(entries) do
       spec = table.concat(parts, '\0')
     end
     -- One string per job, not fourteen values: every value crossing from
-    -- Lua into the reply costs, and NUL appears in none of them.
-    claimed[#claimed + 1] = table.concat({id, jid, attempts, lease, version, s[2] or '',
-      now, spec}, '\0')
+    -- Lua into the reply costs, and NUL appears in none of them. One
+    -- concatenation, not table.concat: no table to build per job.
+    claimed[#claimed + 1] = id .. '\0' .. jid .. '\0' .. attempts .. '\0' .. lease .. '\0'
+      .. version .. '\0' .. (s[2] or '') .. '\0' .. now .. '\0' .. spec
     if watching then
       channels[#channels + 1] = prefix .. ':events:' .. jid
       keys[#keys + 1] = key

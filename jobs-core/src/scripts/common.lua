@@ -10,8 +10,17 @@ end
 -- The count after `text` (absent counts as 0), as a string. A Lua number
 -- given to redis.call is formatted as a float ('%.14g'), which costs twice
 -- what an integer format does; claims and finishes do this for every job.
+-- The jobs of one call mostly have the same counts (a first attempt, a
+-- first lease), so each distinct count is formatted once per call.
+local counts_after = {}
 local function next_count(text)
-  return string.format('%d', (tonumber(text) or 0) + 1)
+  text = text or '0'
+  local count = counts_after[text]
+  if not count then
+    count = string.format('%d', (tonumber(text) or 0) + 1)
+    counts_after[text] = count
+  end
+  return count
 end
 
 -- What a job's `spec` holds, joined by NUL, in this order (record.rs's

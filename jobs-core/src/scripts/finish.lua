@@ -62,12 +62,14 @@ for i = 6, #ARGV, 6 do
   local status, lease, seq = s[1], s[2], s[4]
 
   if status == 'RUNNING' and lease == token and tonumber(s[3] or 0) >= now_ms then
-    local attempts = tonumber(s[5])
+    -- A string: only a retry needs it as a number.
+    local attempts = s[5]
     local version = next_count(s[6])
     -- The job's status from here.
     local ends = outcome
     if outcome == 'FAILED' then
-      ends = attempts >= tonumber(spec_value(key, 'max_attempts')) and 'ERROR' or 'QUEUED'
+      ends = tonumber(attempts) >= tonumber(spec_value(key, 'max_attempts')) and 'ERROR'
+        or 'QUEUED'
     elseif outcome == 'RELEASE' then
       ends = 'QUEUED'
     end
@@ -83,18 +85,19 @@ for i = 6, #ARGV, 6 do
         redis.call('HSET', key, 'status', ends, 'end_time', now, 'version', version)
       end
       -- Only a job retried before can carry an earlier attempt's error.
-      if attempts > 1 then redis.call('HDEL', key, 'error') end
+      if attempts ~= '1' then redis.call('HDEL', key, 'error') end
     elseif ends ~= 'QUEUED' then
       redis.call('HSET', key, 'status', ends, 'end_time', now, 'outcome', outcome,
         'error', payload, 'version', version)
     else
       -- Queued again: now (RELEASE) or after the backoff (FAILED).
       local past = redis.call('HMGET', key, 'worker', 'start_time', 'history')
-      local entry = {number = attempts, worker = past[1], start_time = past[2],
+      local number = tonumber(attempts)
+      local entry = {number = number, worker = past[1], start_time = past[2],
         end_time = now, outcome = outcome, error = payload}
       if outcome == 'RELEASE' then
         entry.number = nil
-        attempts = attempts - 1
+        attempts = number - 1
       end
       redis.call('HSET', key, 'status', 'QUEUED', 'progress', 0, 'attempts', attempts,
         'history', with_attempt(past[3], entry), 'version', version)
