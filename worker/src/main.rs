@@ -40,12 +40,13 @@ fn main() -> anyhow::Result<()> {
         .block_on(serve(args, huge_pages_off))
 }
 
-/// Turns transparent huge pages off for this process. The allocator asks
-/// the kernel for them, and with them a drain of 20,000 jobs ran 10–20 %
-/// slower on the project's machine, the worker's start mostly spent in the
-/// kernel zeroing 2 MiB pages (`scripts/profile.sh drain`, the same binary
-/// with `MIMALLOC_ALLOW_THP=0` and without). The worker's heap is small:
-/// 4 KiB pages cost it nothing measurable.
+/// Turns transparent huge pages off for this process. mimalloc is built
+/// not to ask for them (`no_thp`, in the workspace's Cargo.toml); this
+/// covers hosts that hand them to every mapping unasked (`always`). With
+/// them a drain of 20,000 jobs ran 10–20 % slower on the project's machine
+/// (`scripts/profile.sh drain`), and a start waited up to 4 ms for each
+/// fresh 2 MiB page to be zeroed. The worker's heap is small: 4 KiB pages
+/// cost it nothing measurable.
 #[cfg(target_os = "linux")]
 fn huge_pages_off() -> std::io::Result<()> {
     Ok(rustix::thread::disable_transparent_huge_pages(true)?)
