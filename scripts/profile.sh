@@ -26,6 +26,12 @@
 #   scripts/profile.sh scripts  # Redis time of claim.lua and finish.lua per job,
 #                               # claiming and finishing batches of 1, then of 32,
 #                               # from one client (scripts/lib/script_cost.py)
+#   scripts/profile.sh lua      # what single pieces of the scripts cost in
+#                               # Redis's Lua (a command, a format, a row
+#                               # built two ways; scripts/lib/lua_cost.py)
+#   scripts/profile.sh start    # a new worker's start, twelve times: when it
+#                               # logs "worker started" and when its first
+#                               # job is done (scripts/lib/worker_start.py)
 #   scripts/profile.sh listing  # RUNNING (default 2,000) sleeping jobs, then the
 #                               # Redis time of a page of RUNNING jobs, of an
 #                               # unfiltered page and of a SUCCESS page
@@ -38,7 +44,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/peers}
 STATE=${PEERS_HOME:-/tmp/jobs-peers}
-MODE=${1:?usage: scripts/profile.sh drain|ingest|latency|floor|scripts|listing}
+MODE=${1:?usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start|listing}
 N=${N:-20000}
 PORT=${PORT:-6399}
 HTTP=127.0.0.1:$((PORT - 1000))
@@ -201,6 +207,13 @@ scripts)
       --scripts "$ROOT/jobs-core/src/scripts" --jobs "$jobs" --batch "$batch"
   done
   ;;
+lua)
+  "$STATE/.venv/bin/python" "$ROOT/scripts/lib/lua_cost.py" --port "$PORT"
+  ;;
+start)
+  "$STATE/.venv/bin/python" "$ROOT/scripts/lib/worker_start.py" --port "$PORT" \
+    --http-port "${HTTP##*:}" --worker "$ROOT/target/release/jobs-worker"
+  ;;
 listing)
   running=${RUNNING:-2000}
   JOBS_WORKER_CONCURRENCY=$running JOBS_WORKER_METRICS_ADDR=off JOBS_SHUTDOWN_GRACE_MS=100 \
@@ -226,5 +239,5 @@ listing)
     echo "listing with $running jobs running: GET /jobs?$query took Redis $us us"
   done
   ;;
-*) echo "usage: scripts/profile.sh drain|ingest|latency|floor|scripts|listing" >&2; exit 2 ;;
+*) echo "usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start|listing" >&2; exit 2 ;;
 esac
