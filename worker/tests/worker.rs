@@ -76,6 +76,16 @@ async fn the_worker_binary_runs_queued_jobs_and_exits_cleanly_on_sigterm() {
     );
     assert_eq!(finished(&store, jobs[1]).await.status, JobStatus::Error);
 
+    // Transparent huge pages are off for the process (main.rs says why).
+    // Kernels before 5.0 do not report it.
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", worker.id())).unwrap();
+        if let Some(line) = status.lines().find(|line| line.starts_with("THP_enabled:")) {
+            assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+        }
+    }
+
     let pid = worker.id().to_string();
     assert!(
         Command::new("kill")
