@@ -148,19 +148,21 @@ async fn health_reports_serving_for_the_server_and_the_job_service() {
 async fn the_dev_binary_alone_runs_jobs_and_stops_cleanly_on_sigterm() {
     let redis = jobs_testkit::TestRedis::start();
     let port = jobs_testkit::free_port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_jobs-api"))
-        .arg("--dev")
-        .env("REDIS_URL", redis.url())
-        .env("JOBS_KEY_PREFIX", redis.prefix())
-        .env("JOBS_GRPC_ADDR", format!("127.0.0.1:{port}"))
-        .env(
-            "JOBS_HTTP_ADDR",
-            format!("127.0.0.1:{}", jobs_testkit::free_port()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = jobs_testkit::Spawned::new(
+        Command::new(env!("CARGO_BIN_EXE_jobs-api"))
+            .arg("--dev")
+            .env("REDIS_URL", redis.url())
+            .env("JOBS_KEY_PREFIX", redis.prefix())
+            .env("JOBS_GRPC_ADDR", format!("127.0.0.1:{port}"))
+            .env(
+                "JOBS_HTTP_ADDR",
+                format!("127.0.0.1:{}", jobs_testkit::free_port()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     let channel = within(Duration::from_secs(20), async {
         loop {

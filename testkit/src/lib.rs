@@ -7,6 +7,7 @@
 
 use std::{
     net::TcpListener,
+    ops::{Deref, DerefMut},
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -273,6 +274,41 @@ pub mod metrics {
                 .iter()
                 .filter(move |(series, _)| series.starts_with(prefix))
                 .map(|(series, value)| (series.as_str(), *value))
+        }
+    }
+}
+
+/// A process a test started (a server binary), killed when dropped unless
+/// it has exited: a test that fails half-way leaves nothing running.
+#[derive(Debug)]
+pub struct Spawned(Child);
+
+impl Spawned {
+    /// Takes charge of `child`.
+    pub fn new(child: Child) -> Self {
+        Self(child)
+    }
+}
+
+impl Deref for Spawned {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
 }

@@ -14,7 +14,7 @@ use std::{
 };
 
 use jobs_core::{JobId, JobStatus, NewJob, Queue, QueueSettings, RedisConfig, Retention, Store};
-use jobs_testkit::{TestRedis, metrics::Scrape};
+use jobs_testkit::{Spawned, TestRedis, metrics::Scrape};
 use jobs_worker::{Registry, WorkerConfig};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -211,16 +211,18 @@ async fn the_worker_binary_serves_metrics_on_the_address_it_is_given() {
     let redis = TestRedis::start();
     let store = Store::connect(&config(&redis)).await.unwrap();
     let log = std::env::temp_dir().join(format!("{}-metrics.log", redis.prefix()));
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
-        .env("REDIS_URL", redis.url())
-        .env("JOBS_KEY_PREFIX", redis.prefix())
-        .env("JOBS_WORKER_METRICS_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut worker = Spawned::new(
+        Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
+            .env("REDIS_URL", redis.url())
+            .env("JOBS_KEY_PREFIX", redis.prefix())
+            .env("JOBS_WORKER_METRICS_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let jid = submit(&store, "sum").await;
     assert_eq!(finished(&store, jid).await.status, JobStatus::Success);
 

@@ -17,7 +17,7 @@ use std::{
 };
 
 use jobs_core::{JobId, JobStatus, NewJob, RedisConfig, Retention, Store};
-use jobs_testkit::TestRedis;
+use jobs_testkit::{Spawned, TestRedis};
 use jobs_worker::{JobContext, JobFailure, Registry, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -59,15 +59,17 @@ async fn the_worker_binary_runs_queued_jobs_and_exits_cleanly_on_sigterm() {
         submit(&store, 1, 100, "sum").await,
         submit(&store, 1, 1, "fail").await,
     ];
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
-        .env("REDIS_URL", redis.url())
-        .env("JOBS_KEY_PREFIX", redis.prefix())
-        .env("JOBS_WORKER_CONCURRENCY", "2")
-        .env("JOBS_WORKER_METRICS_ADDR", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut worker = Spawned::new(
+        Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
+            .env("REDIS_URL", redis.url())
+            .env("JOBS_KEY_PREFIX", redis.prefix())
+            .env("JOBS_WORKER_CONCURRENCY", "2")
+            .env("JOBS_WORKER_METRICS_ADDR", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     assert_eq!(finished(&store, jobs[0]).await.status, JobStatus::Success);
     assert_eq!(
