@@ -1,5 +1,7 @@
 //! `jobs-worker`: runs jobs from the queue until SIGINT or SIGTERM.
 
+use std::num::NonZeroUsize;
+
 use anyhow::Context;
 use clap::Parser;
 use jobs_core::{RedisConfig, Retention};
@@ -21,6 +23,12 @@ struct Args {
     /// address each.
     #[arg(long, env = "JOBS_WORKER_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     metrics_addr: MetricsAddr,
+    /// Threads that run the claim loops and the handlers (default: the
+    /// number of CPUs). Fewer cost less CPU per job, and leave more to a
+    /// Redis on the same machine: on 2 CPUs, one thread spent ~30 % less
+    /// CPU per short job than two, for a drain 3–7 % slower (BENCHMARKS.md).
+    #[arg(long, env = "JOBS_WORKER_THREADS", default_value_t = all_cpus())]
+    threads: NonZeroUsize,
     #[command(flatten)]
     tracing: telemetry::TracingConfig,
 }
@@ -34,10 +42,16 @@ fn main() -> anyhow::Result<()> {
     // Before the runtime's threads exist and allocate.
     let huge_pages_off = huge_pages_off();
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.get())
         .enable_all()
         .build()
         .context("starting the async runtime")?
         .block_on(serve(args, huge_pages_off))
+}
+
+/// The CPUs this process may use.
+fn all_cpus() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 
 /// Turns transparent huge pages off for this process. mimalloc is built

@@ -86,6 +86,8 @@ async fn the_worker_binary_runs_queued_jobs_and_exits_cleanly_on_sigterm() {
         if let Some(line) = status.lines().find(|line| line.starts_with("THP_enabled:")) {
             assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
         }
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(runtime_threads(worker.id()), cpus, "one thread per CPU");
     }
 
     let pid = worker.id().to_string();
@@ -110,15 +112,49 @@ async fn the_worker_binary_runs_queued_jobs_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "jobs-worker exited with {status}");
 }
 
+/// The threads of process `pid` that run its async runtime.
+#[cfg(target_os = "linux")]
+fn runtime_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count()
+}
+
 #[tokio::test]
-async fn the_worker_binary_rejects_a_zero_concurrency() {
-    let output = Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
-        .env("JOBS_WORKER_CONCURRENCY", "0")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("concurrency"), "{stderr}");
+async fn the_worker_binary_runs_on_as_many_threads_as_it_is_given() {
+    let redis = TestRedis::start();
+    let store = store(&redis).await;
+    let jid = submit(&store, 1, 10, "sum").await;
+    let worker = Spawned::new(
+        Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
+            .env("REDIS_URL", redis.url())
+            .env("JOBS_KEY_PREFIX", redis.prefix())
+            .env("JOBS_WORKER_THREADS", "1")
+            .env("JOBS_WORKER_METRICS_ADDR", "off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(finished(&store, jid).await.status, JobStatus::Success);
+    #[cfg(target_os = "linux")]
+    assert_eq!(runtime_threads(worker.id()), 1);
+}
+
+#[tokio::test]
+async fn the_worker_binary_rejects_a_zero_concurrency_or_thread_count() {
+    for variable in ["JOBS_WORKER_CONCURRENCY", "JOBS_WORKER_THREADS"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
+            .env(variable, "0")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{variable}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let flag = variable.trim_start_matches("JOBS_WORKER_").to_lowercase();
+        assert!(stderr.contains(&flag), "{variable}: {stderr}");
+    }
 }
 
 #[tokio::test]
