@@ -50,6 +50,19 @@ fn spawn_worker(
     (shutdown, handle)
 }
 
+/// The `jobs-worker` binary against the test's Redis and prefix, with no
+/// metrics endpoint and its output discarded.
+fn worker_binary(redis: &TestRedis) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobs-worker"));
+    command
+        .env("REDIS_URL", redis.url())
+        .env("JOBS_KEY_PREFIX", redis.prefix())
+        .env("JOBS_WORKER_METRICS_ADDR", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
 #[tokio::test]
 async fn the_worker_binary_runs_queued_jobs_and_exits_cleanly_on_sigterm() {
     let redis = TestRedis::start();
@@ -60,13 +73,9 @@ async fn the_worker_binary_runs_queued_jobs_and_exits_cleanly_on_sigterm() {
         submit(&store, 1, 1, "fail").await,
     ];
     let mut worker = Spawned::new(
-        Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
-            .env("REDIS_URL", redis.url())
-            .env("JOBS_KEY_PREFIX", redis.prefix())
+        worker_binary(&redis)
             .env("JOBS_WORKER_CONCURRENCY", "2")
             .env("JOBS_WORKER_METRICS_ADDR", "127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -128,13 +137,8 @@ async fn the_worker_binary_runs_on_as_many_threads_as_it_is_given() {
     let store = store(&redis).await;
     let jid = submit(&store, 1, 10, "sum").await;
     let worker = Spawned::new(
-        Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
-            .env("REDIS_URL", redis.url())
-            .env("JOBS_KEY_PREFIX", redis.prefix())
+        worker_binary(&redis)
             .env("JOBS_WORKER_THREADS", "1")
-            .env("JOBS_WORKER_METRICS_ADDR", "off")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
