@@ -208,7 +208,8 @@ scripts)
   done
   ;;
 lua)
-  "$STATE/.venv/bin/python" "$ROOT/scripts/lib/lua_cost.py" --port "$PORT"
+  "$STATE/.venv/bin/python" "$ROOT/scripts/lib/lua_cost.py" --port "$PORT" \
+    --scripts "$ROOT/jobs-core/src/scripts"
   ;;
 start)
   "$STATE/.venv/bin/python" "$ROOT/scripts/lib/worker_start.py" --port "$PORT" \
