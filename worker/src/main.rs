@@ -57,7 +57,7 @@ fn all_cpus() -> NonZeroUsize {
 /// Turns transparent huge pages off for this process. mimalloc is built
 /// not to ask for them (`no_thp`, in the workspace's Cargo.toml); this
 /// covers hosts that hand them to every mapping unasked (`always`). With
-/// them a drain of 20,000 jobs ran 10–20 % slower on the project's machine
+/// them a drain ran 7–18 % slower on the project's machine
 /// (`scripts/profile.sh drain`), and a start waited up to 4 ms for each
 /// fresh 2 MiB page to be zeroed. The worker's heap is small: 4 KiB pages
 /// cost it nothing measurable.
