@@ -3,7 +3,8 @@
 # comparison with peers is scripts/bench.sh):
 #
 #   scripts/profile.sh drain    # 20,000 jobs queued over REST, one worker drains
-#                               # them: jobs/s, worker and Redis CPU per job, and
+#                               # them: jobs/s, worker and Redis CPU per job, the
+#                               # worker's context switches per job, and
 #                               # Redis's per-command split (INFO commandstats);
 #                               # with PERF=1 also redis-server's top symbols
 #                               # (perf record -e cpu-clock)
@@ -36,7 +37,9 @@
 #                               # Redis time of a page of RUNNING jobs, of an
 #                               # unfiltered page and of a SUCCESS page
 #
-# Knobs: N (20000), CONCURRENCY (64), SECS (10), RUNNING (2000), PORT (6399). Needs the peers
+# Knobs: N (20000), CONCURRENCY (64), SECS (10), RUNNING (2000), PORT (6399),
+# WORKER (this tree's target/release/jobs-worker: set it to another build's
+# binary to compare the two, alternating runs). Needs the peers
 # harness set up (scripts/bench.sh does it) and wrk for ingest. Everything
 # stays on 127.0.0.1; every process started here is stopped by its PID.
 set -euo pipefail
@@ -48,6 +51,7 @@ MODE=${1:?usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start
 N=${N:-20000}
 PORT=${PORT:-6399}
 HTTP=127.0.0.1:$((PORT - 1000))
+WORKER=${WORKER:-$ROOT/target/release/jobs-worker}
 
 cargo build --release --locked -p jobs-api -p jobs-worker >/dev/null
 [ "$MODE" != floor ] || cargo build --release --locked -p jobs-testkit --example rest_floor >/dev/null
@@ -113,13 +117,16 @@ drain)
   fi
   r0=$(cpu_ticks "$redis"); t0=$(date +%s.%N)
   JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
-    "$ROOT/target/release/jobs-worker" 2>/dev/null &
+    "$WORKER" 2>/dev/null &
   worker=$!; pids+=("$worker")
   # One redis-cli polling, not one process per poll: spawning them costs a core.
   redis-cli -p "$PORT" -r -1 -i 0.005 zcard profile:status:SUCCESS | awk -v n="$N" '$1 >= n {exit}' || true
   t1=$(date +%s.%N); r1=$(cpu_ticks "$redis"); w1=$(cpu_ticks "$worker")
+  # Times the worker's threads went to sleep (to wait for Redis, or for work).
+  switches=$(cat "/proc/$worker"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}')
   echo "drain: $(awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}') jobs/s," \
-    "worker $(per "$w1" "$N") us/job, redis $(per $((r1 - r0)) "$N") us/job"
+    "worker $(per "$w1" "$N") us/job, redis $(per $((r1 - r0)) "$N") us/job," \
+    "worker context switches $(awk -v s="$switches" -v n="$N" 'BEGIN {printf "%.2f", s / n}')/job"
   commandstats "$N" job
   if [ -n "${PERF:-}" ]; then
     kill -INT "$recorder"; wait "$recorder" 2>/dev/null || true
@@ -167,7 +174,7 @@ latency)
   "${py[@]}" --label "no worker, back to back" --gap 0
   start_worker() {
     JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
-      "$ROOT/target/release/jobs-worker" 2>/dev/null &
+      "$WORKER" 2>/dev/null &
     worker=$!; pids+=("$worker"); sleep 1
   }
   JOBS_KEY_PREFIX=elsewhere start_worker
@@ -186,7 +193,7 @@ floor)
   post_alone "jobs, POST alone (no worker)" "${HTTP##*:}" "$api" 200
   "$floor" worker & pids+=($!)
   JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
-    "$ROOT/target/release/jobs-worker" 2>/dev/null &
+    "$WORKER" 2>/dev/null &
   pids+=($!)
   sleep 1
   for run in 1 2 3; do
@@ -213,12 +220,12 @@ lua)
   ;;
 start)
   "$STATE/.venv/bin/python" "$ROOT/scripts/lib/worker_start.py" --port "$PORT" \
-    --http-port "${HTTP##*:}" --worker "$ROOT/target/release/jobs-worker"
+    --http-port "${HTTP##*:}" --worker "$WORKER"
   ;;
 listing)
   running=${RUNNING:-2000}
   JOBS_WORKER_CONCURRENCY=$running JOBS_WORKER_METRICS_ADDR=off JOBS_SHUTDOWN_GRACE_MS=100 \
-    "$ROOT/target/release/jobs-worker" 2>/dev/null &
+    "$WORKER" 2>/dev/null &
   pids+=($!)
   batch=$(python3 -c "import json; print(json.dumps([{'start': 0, 'end': 600000, 'kind': 'sleep'}] * 1000))")
   for _ in $(seq $(((running + 999) / 1000))); do

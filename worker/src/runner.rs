@@ -1,7 +1,8 @@
 //! The claim loop and everything around it.
 //!
 //! One loop claims jobs in batches of up to half the slots, so that one batch
-//! is claimed while the one before runs; each job runs in its own task.
+//! is claimed while the one before runs; a claim's jobs run side by side in
+//! one task per runtime thread.
 //! Finished attempts go to an outbox. The claim loop sends what the outbox
 //! holds together with its next claim (one round trip records a batch and
 //! takes the next); while it cannot (waiting for new jobs, or stopped), a
@@ -32,7 +33,7 @@ use std::{
 
 use std::panic::AssertUnwindSafe;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
 use jobs_core::{Claimed, Finished, JobId, Lease, LeaseAck, Outcome, Queue};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -287,9 +288,7 @@ impl Runner {
             match claimed {
                 Ok(claimed) => {
                     backoff.reset();
-                    for (claim, slot) in claimed.into_iter().zip(slots) {
-                        tokio::spawn(self.run_job(claim, slot, outbox.clone()));
-                    }
+                    self.start_jobs(claimed, slots, outbox);
                 }
                 Err(err) => {
                     drop(slots);
@@ -347,6 +346,31 @@ impl Runner {
         }
     }
 
+    /// Starts a claim's jobs: one task per runtime thread, each running its
+    /// share of the jobs side by side, rather than a task per job. A task
+    /// per job wakes another thread to steal it nearly every time, and those
+    /// wake-ups cost about a fifth of the worker's CPU in a drain of short
+    /// jobs (BENCHMARKS.md); a share per thread still lets every thread run
+    /// jobs that compute.
+    fn start_jobs(
+        &self,
+        claimed: Vec<Claimed>,
+        slots: Vec<OwnedSemaphorePermit>,
+        outbox: &Arc<Outbox>,
+    ) {
+        let threads = tokio::runtime::Handle::current().metrics().num_workers();
+        let shares: Vec<FuturesUnordered<_>> = std::iter::repeat_with(FuturesUnordered::new)
+            .take(threads.min(claimed.len()))
+            .collect();
+        // Slots beyond the jobs claimed are freed as `slots` drops.
+        for (n, (claim, slot)) in claimed.into_iter().zip(slots).enumerate() {
+            shares[n % shares.len()].push(self.run_job(claim, slot, outbox.clone()));
+        }
+        for mut share in shares {
+            tokio::spawn(async move { while share.next().await.is_some() {} });
+        }
+    }
+
     /// Runs one attempt to its outcome, which goes to the recorder.
     fn run_job(
         &self,
@@ -381,9 +405,10 @@ impl Runner {
                 )),
                 Some(handler) => {
                     let ctx = JobContext::new(job, attempt.clone(), queue);
-                    // A panicking handler fails its job, not the worker; it
-                    // runs in this task (no second spawn per job), and is
-                    // dropped, which stops it, on timeout or cancellation.
+                    // A panicking handler fails its job, not the worker nor
+                    // the jobs beside it; it runs in this future (no spawn of
+                    // its own), and is dropped, which stops it, on timeout or
+                    // cancellation.
                     let run = AssertUnwindSafe(handler.run(ctx)).catch_unwind();
                     tokio::select! {
                         ran = tokio::time::timeout(timeout, run) => match ran {

@@ -192,6 +192,49 @@ async fn no_more_jobs_run_at_once_than_the_concurrency() {
     handle.await.unwrap();
 }
 
+/// The jobs of one claim run side by side on every runtime thread, not
+/// one after another on one: each job here holds its thread until the other
+/// runs too, so jobs confined to one thread would meet only after the first
+/// gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_claimed_together_compute_on_separate_threads() {
+    let redis = TestRedis::start();
+    let store = store(&redis).await;
+    let started = Arc::new(AtomicUsize::new(0));
+    let meet = {
+        let started = started.clone();
+        move |_ctx: JobContext| {
+            let started = started.clone();
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while started.load(Ordering::SeqCst) < 2 {
+                    if std::time::Instant::now() > deadline {
+                        return Err(JobFailure::permanent(
+                            "the other job never ran beside this one",
+                        ));
+                    }
+                    // Blocking on purpose: the thread is the job's until both run.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(serde_json::Value::Null)
+            }
+        }
+    };
+    let jids = [
+        submit(&store, 0, 1, "sleep").await,
+        submit(&store, 0, 1, "sleep").await,
+    ];
+    // Concurrency 4: claims of two, so one claim takes both jobs.
+    let (shutdown, handle) = spawn_worker(&redis, Registry::builtin().with("sleep", meet), 4);
+    for jid in jids {
+        let job = finished(&store, jid).await;
+        assert_eq!(job.status, JobStatus::Success, "{:?}", job.error);
+    }
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
 #[tokio::test]
 async fn a_panicking_or_failing_handler_fails_only_its_own_job() {
     let redis = TestRedis::start();
