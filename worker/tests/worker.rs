@@ -225,7 +225,8 @@ async fn jobs_claimed_together_compute_on_separate_threads() {
         submit(&store, 0, 1, "sleep").await,
         submit(&store, 0, 1, "sleep").await,
     ];
-    // Concurrency 4: claims of two, so one claim takes both jobs.
+    // Concurrency 4: claims of up to two, so one claim may take both jobs
+    // (when the two claim loops take one each, they must meet all the same).
     let (shutdown, handle) = spawn_worker(&redis, Registry::builtin().with("sleep", meet), 4);
     for jid in jids {
         let job = finished(&store, jid).await;
