@@ -20,6 +20,11 @@ use tokio_util::sync::CancellationToken;
 use crate::runner::{Attempt, Stop};
 
 /// Runs jobs of one kind.
+///
+/// A handler runs on the worker's async runtime, side by side with the other
+/// jobs of its claim, several to a task (one task per runtime thread): one
+/// that computes for long, or blocks, holds up the jobs sharing its task
+/// until it awaits. Such work belongs in `tokio::task::spawn_blocking`.
 pub trait Handler: Send + Sync + 'static {
     /// Runs one attempt of the job in `ctx`; returns its result as JSON.
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<serde_json::Value, JobFailure>>;
