@@ -9,7 +9,8 @@
 #                               # with PERF=1 also redis-server's top symbols
 #                               # (perf record -e cpu-clock)
 #   scripts/profile.sh ingest   # POST /jobs at 50 connections with wrk for 10 s:
-#                               # req/s, p50/p99, API and Redis CPU per request
+#                               # req/s, p50/p99, API and Redis CPU per request;
+#                               # with PERF=1 also jobs-api's top symbols
 #   scripts/profile.sh latency  # one job every 50 ms, as the harness's e2e: the
 #                               # POST alone with no worker (and the API's and
 #                               # Redis's CPU per POST; and back to back),
@@ -139,6 +140,10 @@ ingest)
   lua=$PEERS_DIR/harness/wrk_post.lua
   wrk -t2 -c50 -d2s -s "$lua" "http://$HTTP/jobs" >/dev/null 2>&1
   redis-cli -p "$PORT" config resetstat >/dev/null
+  if [ -n "${PERF:-}" ]; then
+    perf record -q -e cpu-clock -F 4999 -p "$api" -o "$STATE/profile-ingest.perf" 2>/dev/null &
+    recorder=$!; pids+=("$recorder"); sleep 0.2
+  fi
   a0=$(cpu_ticks "$api"); r0=$(cpu_ticks "$redis")
   out=$(wrk -t2 -c50 -d"${SECS:-10}"s --latency -s "$lua" "http://$HTTP/jobs" 2>&1)
   a1=$(cpu_ticks "$api"); r1=$(cpu_ticks "$redis")
@@ -147,6 +152,12 @@ ingest)
   echo "ingest: $(grep -oE '(rps|p50_ms|p99_ms)=[^ ]+' <<<"$result" | tr '\n' ' ')" \
     "api $(per $((a1 - a0)) "$n") us/req, redis $(per $((r1 - r0)) "$n") us/req"
   commandstats "$n" req
+  if [ -n "${PERF:-}" ]; then
+    kill -INT "$recorder"; wait "$recorder" 2>/dev/null || true
+    echo "jobs-api's profile under the load (top symbols, % of its samples; the kernel's marked [k]):"
+    perf report -q -i "$STATE/profile-ingest.perf" --no-children --sort symbol 2>/dev/null \
+      | grep '%' | head -15 | cut -c1-110
+  fi
   ;;
 latency)
   py=("$STATE/.venv/bin/python" "$ROOT/scripts/lib/http_latency.py" --port "${HTTP##*:}")
