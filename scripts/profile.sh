@@ -6,8 +6,8 @@
 #                               # them: jobs/s, worker and Redis CPU per job, the
 #                               # worker's context switches per job, and
 #                               # Redis's per-command split (INFO commandstats);
-#                               # with PERF=1 also redis-server's top symbols
-#                               # (perf record -e cpu-clock)
+#                               # with PERF=1 also redis-server's and the
+#                               # worker's top symbols (perf record -e cpu-clock)
 #   scripts/profile.sh ingest   # POST /jobs at 50 connections with wrk for 10 s:
 #                               # req/s, p50/p99, API and Redis CPU per request;
 #                               # with PERF=1 also jobs-api's top symbols
@@ -55,6 +55,8 @@ HTTP=127.0.0.1:$((PORT - 1000))
 WORKER=${WORKER:-$ROOT/target/release/jobs-worker}
 
 cargo build --release --locked -p jobs-api -p jobs-worker >/dev/null
+# A drain waits for every job: a worker that cannot start would hang it.
+[ -x "$WORKER" ] || { echo "profile.sh: no worker binary at $WORKER" >&2; exit 2; }
 [ "$MODE" != floor ] || cargo build --release --locked -p jobs-testkit --example rest_floor >/dev/null
 pids=()
 # Stopped newest first, Redis last: a stopping worker still records the jobs
@@ -120,6 +122,10 @@ drain)
   JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
     "$WORKER" 2>/dev/null &
   worker=$!; pids+=("$worker")
+  if [ -n "${PERF:-}" ]; then
+    perf record -q -e cpu-clock -F 4999 -p "$worker" -o "$STATE/profile-worker.perf" 2>/dev/null &
+    worker_recorder=$!; pids+=("$worker_recorder")
+  fi
   # One redis-cli polling, not one process per poll: spawning them costs a core.
   redis-cli -p "$PORT" -r -1 -i 0.005 zcard profile:status:SUCCESS | awk -v n="$N" '$1 >= n {exit}' || true
   t1=$(date +%s.%N); r1=$(cpu_ticks "$redis"); w1=$(cpu_ticks "$worker")
@@ -130,10 +136,14 @@ drain)
     "worker context switches $(awk -v s="$switches" -v n="$N" 'BEGIN {printf "%.2f", s / n}')/job"
   commandstats "$N" job
   if [ -n "${PERF:-}" ]; then
-    kill -INT "$recorder"; wait "$recorder" 2>/dev/null || true
+    kill -INT "$recorder" "$worker_recorder"; wait "$recorder" "$worker_recorder" 2>/dev/null || true
     echo "redis-server's profile over the drain (top symbols, % of its samples):"
+    # `head` closes the pipe early: perf's SIGPIPE is not a failure.
     perf report -q -i "$STATE/profile-redis.perf" --no-children --sort symbol 2>/dev/null \
-      | grep '%' | head -15
+      | grep '%' | head -15 || true
+    echo "jobs-worker's profile over the drain (top symbols; the kernel's marked [k]):"
+    perf report -q -i "$STATE/profile-worker.perf" --no-children --sort symbol 2>/dev/null \
+      | grep '%' | head -10 | cut -c1-110 || true
   fi
   ;;
 ingest)
@@ -156,7 +166,7 @@ ingest)
     kill -INT "$recorder"; wait "$recorder" 2>/dev/null || true
     echo "jobs-api's profile under the load (top symbols, % of its samples; the kernel's marked [k]):"
     perf report -q -i "$STATE/profile-ingest.perf" --no-children --sort symbol 2>/dev/null \
-      | grep '%' | head -15 | cut -c1-110
+      | grep '%' | head -15 | cut -c1-110 || true
   fi
   ;;
 latency)
