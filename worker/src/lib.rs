@@ -34,7 +34,7 @@ pub use metrics::{MetricsAddr, WorkerMetrics};
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerConfig {
     /// How many jobs this worker runs at once (default: the number of CPUs).
-    #[arg(long = "concurrency", env = "JOBS_WORKER_CONCURRENCY", default_value_t = default_concurrency())]
+    #[arg(long = "concurrency", env = "JOBS_WORKER_CONCURRENCY", default_value_t = all_cpus())]
     pub concurrency: NonZeroUsize,
 
     /// The name this worker reads the queue as; unique per process
@@ -67,7 +67,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            concurrency: default_concurrency(),
+            concurrency: all_cpus(),
             name: None,
             lease_ms: 30_000,
             shutdown_grace_ms: 30_000,
@@ -77,7 +77,9 @@ impl Default for WorkerConfig {
     }
 }
 
-fn default_concurrency() -> NonZeroUsize {
+/// The CPUs this process may use: the default concurrency, and the
+/// `jobs-worker` binary's default thread count.
+pub fn all_cpus() -> NonZeroUsize {
     std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 

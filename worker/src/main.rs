@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use anyhow::Context;
 use clap::Parser;
 use jobs_core::{RedisConfig, Retention};
-use jobs_worker::{MetricsAddr, Registry, WorkerConfig, process, telemetry};
+use jobs_worker::{MetricsAddr, Registry, WorkerConfig, all_cpus, process, telemetry};
 
 /// Takes jobs off the Jobs queue in Redis, runs them and records their
 /// status and results. Run as many as you like; each job runs on one.
@@ -25,8 +25,8 @@ struct Args {
     metrics_addr: MetricsAddr,
     /// Threads that run the claim loops and the handlers (default: the
     /// number of CPUs). Fewer cost less CPU per job, and leave more to a
-    /// Redis on the same machine: on 2 CPUs, one thread spent ~30 % less
-    /// CPU per short job than two, for a drain 3–7 % slower (BENCHMARKS.md).
+    /// Redis on the same machine: on 2 CPUs, one thread spent ~10 % less
+    /// CPU per short job than two, for a drain ~10 % slower (BENCHMARKS.md).
     #[arg(long, env = "JOBS_WORKER_THREADS", default_value_t = all_cpus())]
     threads: NonZeroUsize,
     #[command(flatten)]
@@ -47,11 +47,6 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?
         .block_on(serve(args, huge_pages_off))
-}
-
-/// The CPUs this process may use.
-fn all_cpus() -> NonZeroUsize {
-    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 
 /// Turns transparent huge pages off for this process. mimalloc is built
