@@ -99,6 +99,13 @@ commandstats() {
     '/^cmdstat_/ && $5 / n >= 0.05 {printf "  %-24s %6.3f calls/%s %7.2f us/%s\n", substr($1, 9), $3 / n, u, $5 / n, u}' \
     | sort -k4 -n -r
 }
+# The top `lines` symbols of perf recording `file`, % of its samples (the
+# kernel's marked [k]). `head` closes the pipe early: perf's SIGPIPE is not a
+# failure.
+top_symbols() {
+  perf report -q -i "$1" --no-children --sort symbol 2>/dev/null \
+    | grep '%' | head -"$2" | cut -c1-110 || true
+}
 per() { awk -v t="$1" -v n="$2" -v h="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / h / n * 1e6}'; }
 
 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
@@ -138,12 +145,9 @@ drain)
   if [ -n "${PERF:-}" ]; then
     kill -INT "$recorder" "$worker_recorder"; wait "$recorder" "$worker_recorder" 2>/dev/null || true
     echo "redis-server's profile over the drain (top symbols, % of its samples):"
-    # `head` closes the pipe early: perf's SIGPIPE is not a failure.
-    perf report -q -i "$STATE/profile-redis.perf" --no-children --sort symbol 2>/dev/null \
-      | grep '%' | head -15 || true
-    echo "jobs-worker's profile over the drain (top symbols; the kernel's marked [k]):"
-    perf report -q -i "$STATE/profile-worker.perf" --no-children --sort symbol 2>/dev/null \
-      | grep '%' | head -10 | cut -c1-110 || true
+    top_symbols "$STATE/profile-redis.perf" 15
+    echo "jobs-worker's profile over the drain:"
+    top_symbols "$STATE/profile-worker.perf" 10
   fi
   ;;
 ingest)
@@ -164,9 +168,8 @@ ingest)
   commandstats "$n" req
   if [ -n "${PERF:-}" ]; then
     kill -INT "$recorder"; wait "$recorder" 2>/dev/null || true
-    echo "jobs-api's profile under the load (top symbols, % of its samples; the kernel's marked [k]):"
-    perf report -q -i "$STATE/profile-ingest.perf" --no-children --sort symbol 2>/dev/null \
-      | grep '%' | head -15 | cut -c1-110 || true
+    echo "jobs-api's profile under the load (top symbols, % of its samples):"
+    top_symbols "$STATE/profile-ingest.perf" 15
   fi
   ;;
 latency)
