@@ -21,6 +21,10 @@ pub(crate) fn status(err: impl Into<Error>) -> Status {
             tracing::warn!(%cause, "Redis unavailable");
             Status::unavailable(UNAVAILABLE)
         }
+        Error::UnsupportedRedis { .. } => {
+            tracing::error!(error = %err, "the job store cannot be used");
+            Status::unavailable(UNSUPPORTED)
+        }
         Error::Redis(_) | Error::Corrupt(_) | Error::Config(_) => {
             tracing::error!(error = %err, "internal error");
             Status::internal(INTERNAL)
@@ -45,6 +49,10 @@ pub(crate) fn problem(err: impl Into<Error>) -> Problem {
             tracing::warn!(%cause, "Redis unavailable");
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
         }
+        Error::UnsupportedRedis { .. } => {
+            tracing::error!(error = %err, "the job store cannot be used");
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, UNSUPPORTED)
+        }
         Error::Redis(_) | Error::Corrupt(_) | Error::Config(_) => {
             tracing::error!(error = %err, "internal error");
             Problem::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL)
@@ -53,4 +61,6 @@ pub(crate) fn problem(err: impl Into<Error>) -> Problem {
 }
 
 const UNAVAILABLE: &str = "the job store (Redis) is unavailable; try again shortly";
+const UNSUPPORTED: &str =
+    "the job store (Redis) is a version this server does not support; the server log names it";
 const INTERNAL: &str = "internal error; the server log has the details";

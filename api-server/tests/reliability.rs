@@ -313,6 +313,52 @@ async fn while_redis_is_down_calls_fail_fast_as_unavailable_then_recover() {
 }
 
 #[tokio::test]
+async fn the_api_starts_before_redis_and_serves_once_it_is_up() {
+    let mut redis = TestRedis::private_persistent();
+    redis.stop();
+    let mut app = TestApp::start_on(redis, &[]).await;
+
+    // Up and answering, though not yet able to serve: both the job store
+    // and the dataset say so.
+    let job = serde_json::json!({"start": 1, "end": 2});
+    app.http_json("POST", "/jobs", job.clone())
+        .await
+        .problem(503);
+    app.http("GET", "/data", None).await.problem(503);
+    let err = app
+        .client
+        .create_job(pb::CreateJobRequest {
+            start: 1,
+            end: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+
+    app.redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let created = app.http_json("POST", "/jobs", job.clone()).await;
+        if created.status == 201 {
+            break;
+        }
+        created.problem(503);
+        assert!(Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let records = app.http("GET", "/data", None).await;
+    assert_eq!(
+        records.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&records.body)
+    );
+    assert_eq!(records.json(), serde_json::json!([]));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn rest_honours_the_token_and_the_idempotency_key() {
     let app = TestApp::start_on(TestRedis::start(), &["--api-token", "s3cret"]).await;
     let url = |path: &str| format!("{}{path}", app.http_base());

@@ -20,12 +20,11 @@
 //! all of it or, if the connection fails before `EXEC`, none of it. A record
 //! whose id is already stored replaces it and moves to the end of the order.
 
-use std::{collections::HashMap, fmt, time::Duration};
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::Value;
 
-use crate::{Error, RedisConfig, Result, ValidationError, integer_text};
+use crate::{Error, RedisConfig, Result, ValidationError, integer_text, store::LazyConnection};
 
 /// A record: a JSON object with an `id` field.
 pub type Record = serde_json::Map<String, Value>;
@@ -237,9 +236,9 @@ struct DataKeys {
 /// The dataset in Redis. Cheap to clone: clones share its connections.
 #[derive(Debug, Clone)]
 pub struct Dataset {
-    conn: ConnectionManager,
+    conn: Arc<LazyConnection>,
     /// For loads and clears, with a longer response timeout.
-    bulk: ConnectionManager,
+    bulk: Arc<LazyConnection>,
     keys: DataKeys,
 }
 
@@ -247,23 +246,15 @@ impl Dataset {
     /// Connects to the Redis of `config`.
     pub async fn connect(config: &RedisConfig) -> Result<Self> {
         let client = config.client()?;
-        let manager = |response_timeout: Duration| {
-            ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.timeout()))
-                .set_response_timeout(Some(response_timeout))
-                .set_number_of_retries(2)
-                .set_max_delay(Duration::from_secs(1))
-        };
-        let conn = client
-            .get_connection_manager_with_config(manager(config.timeout()))
-            .await?;
-        let bulk = client
-            .get_connection_manager_with_config(manager(config.timeout().max(BULK_TIMEOUT)))
-            .await?;
+        let timeout = config.timeout();
+        // Opened by their first calls: the store's connection reports a
+        // Redis that is down, or too old, when the server starts.
+        let conn = LazyConnection::new(client.clone(), timeout, timeout);
+        let bulk = LazyConnection::new(client, timeout, timeout.max(BULK_TIMEOUT));
         let prefix = &config.key_prefix;
         Ok(Self {
-            conn,
-            bulk,
+            conn: Arc::new(conn),
+            bulk: Arc::new(bulk),
             keys: DataKeys {
                 records: format!("{prefix}:data:records"),
                 order: format!("{prefix}:data:order"),
@@ -279,7 +270,7 @@ impl Dataset {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.bulk.clone();
+        let mut conn = self.bulk.get().await?;
         // Reserving sequence numbers first is harmless if the write then
         // fails: the order only needs them increasing, not dense.
         let last: u64 = redis::cmd("INCRBY")
@@ -310,7 +301,7 @@ impl Dataset {
 
     /// The record with id `id`.
     pub async fn get(&self, id: &RecordId) -> Result<Record> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get().await?;
         let json: Option<String> = redis::cmd("HGET")
             .arg(&self.keys.records)
             .arg(id.as_str())
@@ -372,7 +363,7 @@ impl Dataset {
         count: usize,
     ) -> Result<Vec<(u64, Option<Record>)>> {
         let min = after.map_or_else(|| "-inf".to_owned(), |seq| format!("({seq}"));
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get().await?;
         let ids: Vec<(String, f64)> = redis::cmd("ZRANGE")
             .arg(&self.keys.order)
             .arg(min)
@@ -407,7 +398,7 @@ impl Dataset {
 
     /// Removes every record; returns how many there were.
     pub async fn clear(&self) -> Result<u64> {
-        let mut conn = self.bulk.clone();
+        let mut conn = self.bulk.get().await?;
         let (count,): (u64,) = redis::pipe()
             .atomic()
             .cmd("ZCARD")

@@ -42,6 +42,16 @@ pub enum Error {
     /// The configuration cannot work (a malformed Redis URL, say).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The Redis server is older than the scripts need.
+    #[error(
+        "Redis {found} is not supported: Jobs needs Redis {}.{} or newer",
+        crate::store::MIN_REDIS_VERSION.0,
+        crate::store::MIN_REDIS_VERSION.1
+    )]
+    UnsupportedRedis {
+        /// The version the server reports (`redis_version` in `INFO`).
+        found: String,
+    },
 }
 
 impl Error {
@@ -56,6 +66,9 @@ impl Error {
         match self {
             Error::Unavailable(err) => Error::Unavailable(err.clone()),
             Error::Redis(err) => Error::Redis(err.clone()),
+            Error::UnsupportedRedis { found } => Error::UnsupportedRedis {
+                found: found.clone(),
+            },
             other => Error::Corrupt(other.to_string()),
         }
     }

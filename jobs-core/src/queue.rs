@@ -177,9 +177,10 @@ impl Queue {
         settings: QueueSettings,
     ) -> Result<Self> {
         let client = config.client()?;
-        let conn = connect_manager(&client, config.timeout()).await?;
+        let conn = connect_manager(&client, config.timeout(), config.timeout()).await?;
         // Long enough for the longest BLOCK the worker asks for.
-        let blocking = connect_manager(&client, config.timeout() + MAX_BLOCK).await?;
+        let blocking_timeout = config.timeout() + MAX_BLOCK;
+        let blocking = connect_manager(&client, blocking_timeout, blocking_timeout).await?;
         let queue = Self {
             client,
             conn,

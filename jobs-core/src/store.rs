@@ -120,18 +120,68 @@ impl Keys {
     }
 }
 
-/// Opens a self-reconnecting, multiplexed connection whose commands fail
-/// with [`Error::Unavailable`] after `timeout` instead of hanging.
+/// Opens a self-reconnecting, multiplexed connection to a supported Redis,
+/// whose connecting fails after `timeout` and whose commands fail after
+/// `response_timeout`, with [`Error::Unavailable`], instead of hanging.
 pub(crate) async fn connect_manager(
     client: &redis::Client,
     timeout: Duration,
+    response_timeout: Duration,
 ) -> Result<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
+        .set_response_timeout(Some(response_timeout))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(1));
-    Ok(client.get_connection_manager_with_config(config).await?)
+    let mut manager = client.get_connection_manager_with_config(config).await?;
+    check_server_version(&mut manager, MIN_REDIS_VERSION).await?;
+    Ok(manager)
+}
+
+/// The oldest Redis (major, minor) the scripts are tested against. Their
+/// commands alone would need 6.2 (`XAUTOCLAIM`, `XTRIM MINID`), which no
+/// test here runs on.
+pub(crate) const MIN_REDIS_VERSION: (u32, u32) = (7, 0);
+
+/// Refuses a Redis older than `minimum` when a connection is opened. An
+/// older server would accept jobs that its workers' scripts then fail to
+/// run; refusing it at connect names the cause once, clearly. A server that
+/// does not say (an `INFO` denied by its ACL) is taken on trust.
+async fn check_server_version(conn: &mut ConnectionManager, minimum: (u32, u32)) -> Result<()> {
+    let info = match redis::cmd("INFO")
+        .arg("server")
+        .query_async::<String>(conn)
+        .await
+    {
+        Ok(info) => info,
+        Err(err) => {
+            let err = Error::from(err);
+            if err.is_unavailable() {
+                return Err(err);
+            }
+            tracing::debug!(%err, "Redis did not say its version; not checked");
+            return Ok(());
+        }
+    };
+    match redis_version(&info) {
+        Some((found, major_minor)) if major_minor < minimum => Err(Error::UnsupportedRedis {
+            found: found.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The `redis_version` line of an `INFO` reply: as written, and its major
+/// and minor numbers.
+fn redis_version(info: &str) -> Option<(&str, (u32, u32))> {
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))?
+        .trim();
+    let mut parts = version.split('.').map(str::parse::<u32>);
+    let major = parts.next()?.ok()?;
+    let minor = parts.next().and_then(Result::ok).unwrap_or(0);
+    Some((version, (major, minor)))
 }
 
 /// A connection opened on first use, so that a Redis that is down when the
@@ -140,10 +190,41 @@ pub(crate) async fn connect_manager(
 pub(crate) struct LazyConnection {
     client: redis::Client,
     timeout: Duration,
+    response_timeout: Duration,
     manager: tokio::sync::OnceCell<ConnectionManager>,
 }
 
 impl LazyConnection {
+    /// A connection to the Redis of `client`, opened by the first call that
+    /// needs it.
+    pub(crate) fn new(
+        client: redis::Client,
+        timeout: Duration,
+        response_timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            timeout,
+            response_timeout,
+            manager: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The same, tried at once: only a Redis too old to use fails here (no
+    /// call could succeed, so it is better not to start); one that does not
+    /// answer yet is logged, and each call tries again.
+    pub(crate) async fn open(client: redis::Client, url: &str, timeout: Duration) -> Result<Self> {
+        let conn = Self::new(client, timeout, timeout);
+        match conn.get().await {
+            Ok(_) => {}
+            Err(err @ Error::UnsupportedRedis { .. }) => return Err(err),
+            Err(err) => {
+                tracing::warn!(%err, url, "Redis is not reachable yet; calls fail as unavailable until it is");
+            }
+        }
+        Ok(conn)
+    }
+
     pub(crate) async fn get(&self) -> Result<ConnectionManager> {
         if let Some(manager) = self.manager.get() {
             return Ok(manager.clone());
@@ -151,7 +232,7 @@ impl LazyConnection {
         // A hung Redis must not hold the caller longer than one timeout.
         let connect = self
             .manager
-            .get_or_try_init(|| connect_manager(&self.client, self.timeout));
+            .get_or_try_init(|| connect_manager(&self.client, self.timeout, self.response_timeout));
         match tokio::time::timeout(self.timeout, connect).await {
             Ok(manager) => manager.cloned(),
             Err(_) => Err(Error::Unavailable(redis::RedisError::from(
@@ -394,19 +475,14 @@ pub struct QueueStats {
 impl Store {
     /// Connects to the Redis of `config`.
     ///
-    /// Only a bad configuration fails here: an unreachable Redis makes each
-    /// call fail with [`Error::Unavailable`] until it is back, so the server
-    /// can start (and answer) before Redis does.
+    /// Only a bad configuration fails here, or a Redis older than the
+    /// scripts need ([`Error::UnsupportedRedis`]): an unreachable Redis
+    /// makes each call fail with [`Error::Unavailable`] until it is back, so
+    /// the server can start (and answer) before Redis does.
     pub async fn connect(config: &RedisConfig) -> Result<Self> {
         let client = config.client()?;
-        let conn = Arc::new(LazyConnection {
-            client: client.clone(),
-            timeout: config.timeout(),
-            manager: tokio::sync::OnceCell::new(),
-        });
-        if let Err(err) = conn.get().await {
-            tracing::warn!(%err, url = %config.url(), "Redis is not reachable yet; calls fail as unavailable until it is");
-        }
+        let conn =
+            Arc::new(LazyConnection::open(client.clone(), &config.url(), config.timeout()).await?);
         let keys = Arc::new(Keys::new(&config.key_prefix));
         Ok(Self {
             hub: Arc::new(WatchHub::new(client, keys.watching(), conn.clone())),
@@ -831,5 +907,64 @@ impl Store {
             }
         });
         Ok(ReceiverStream::new(rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_read_from_the_info_reply() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\n";
+        assert_eq!(redis_version(info), Some(("7.0.15", (7, 0))));
+        // Valkey reports the Redis version it is compatible with here.
+        let valkey =
+            "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n";
+        assert_eq!(redis_version(valkey), Some(("7.2.4", (7, 2))));
+        assert_eq!(
+            redis_version("redis_version:6.2.14\n"),
+            Some(("6.2.14", (6, 2)))
+        );
+        assert_eq!(redis_version("redis_version:8\n"), Some(("8", (8, 0))));
+        assert_eq!(redis_version("# Server\r\nuptime_in_seconds:5\r\n"), None);
+        assert_eq!(redis_version("redis_version:unknown\r\n"), None);
+    }
+
+    #[tokio::test]
+    async fn a_server_older_than_the_minimum_is_refused() {
+        let redis = jobs_testkit::TestRedis::start();
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut conn = client.get_connection_manager().await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let (version, running) = redis_version(&info).expect("INFO names the version");
+
+        check_server_version(&mut conn, running).await.unwrap();
+        check_server_version(&mut conn, MIN_REDIS_VERSION)
+            .await
+            .expect("the test server is a supported one");
+        match check_server_version(&mut conn, (running.0 + 1, 0)).await {
+            Err(Error::UnsupportedRedis { found }) => assert_eq!(found, version),
+            other => panic!("a newer minimum must refuse the server, got {other:?}"),
+        }
+        match check_server_version(&mut conn, (running.0, running.1 + 1)).await {
+            Err(Error::UnsupportedRedis { found }) => assert_eq!(found, version),
+            other => panic!("a newer minor minimum must refuse the server, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_refusal_names_both_versions() {
+        let err = Error::UnsupportedRedis {
+            found: "6.2.14".to_owned(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "Redis 6.2.14 is not supported: Jobs needs Redis 7.0 or newer"
+        );
     }
 }
