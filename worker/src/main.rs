@@ -25,8 +25,9 @@ struct Args {
     metrics_addr: MetricsAddr,
     /// Threads that run the claim loops and the handlers (default: the
     /// number of CPUs). Fewer cost less CPU per job, and leave more to a
-    /// Redis on the same machine: on 2 CPUs, one thread spent ~10 % less
-    /// CPU per short job than two, for a drain ~10 % slower (BENCHMARKS.md).
+    /// Redis on the same machine: on 2 CPUs, one thread spent 10-20 % less
+    /// CPU per short job than two; the drain was as fast on a quiet host
+    /// and ~10 % slower on a loaded one (BENCHMARKS.md).
     #[arg(long, env = "JOBS_WORKER_THREADS", default_value_t = all_cpus())]
     threads: NonZeroUsize,
     #[command(flatten)]
