@@ -231,6 +231,20 @@ async fn with_a_token_every_call_but_health_needs_it() {
     app.stop().await;
 }
 
+/// Asserts that CreateJob fails as UNAVAILABLE (Redis is not there).
+async fn assert_create_is_unavailable(app: &mut TestApp) {
+    let err = app
+        .client
+        .create_job(pb::CreateJobRequest {
+            start: 1,
+            end: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+}
+
 #[tokio::test]
 async fn while_redis_is_down_calls_fail_fast_as_unavailable_then_recover() {
     let mut app = TestApp::start_on(TestRedis::private_persistent(), &[]).await;
@@ -251,16 +265,7 @@ async fn while_redis_is_down_calls_fail_fast_as_unavailable_then_recover() {
         "answered in {:?}",
         started.elapsed()
     );
-    let err = app
-        .client
-        .create_job(pb::CreateJobRequest {
-            start: 1,
-            end: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unavailable);
+    assert_create_is_unavailable(&mut app).await;
 
     let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
     let serving = |health: &mut tonic_health::pb::health_client::HealthClient<_>| {
@@ -325,16 +330,7 @@ async fn the_api_starts_before_redis_and_serves_once_it_is_up() {
         .await
         .problem(503);
     app.http("GET", "/data", None).await.problem(503);
-    let err = app
-        .client
-        .create_job(pb::CreateJobRequest {
-            start: 1,
-            end: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unavailable);
+    assert_create_is_unavailable(&mut app).await;
 
     app.redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
