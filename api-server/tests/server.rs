@@ -202,22 +202,6 @@ async fn the_dev_binary_alone_runs_jobs_and_stops_cleanly_on_sigterm() {
     .await;
     assert_eq!(last.unwrap().status(), pb::JobStatus::Success);
 
-    let pid = server.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = within(Duration::from_secs(10), async {
-        loop {
-            if let Some(status) = server.try_wait().unwrap() {
-                break status;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    let status = server.terminate_within(Duration::from_secs(10)).await;
     assert!(status.success(), "jobs-api exited with {status}");
 }

@@ -8,7 +8,7 @@
 use std::{
     net::TcpListener,
     ops::{Deref, DerefMut},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -287,6 +287,35 @@ impl Spawned {
     /// Takes charge of `child`.
     pub fn new(child: Child) -> Self {
         Self(child)
+    }
+
+    /// Sends `signal`, written as `kill` takes it (`-TERM`, `-STOP`, ...),
+    /// and fails the test if it could not be delivered.
+    pub fn signal(&self, signal: &str) {
+        let delivered = Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(delivered, "kill {signal} {} failed", self.0.id());
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, failing the test
+    /// after `limit`: a server must stop by itself when asked to. It waits
+    /// without blocking the test's runtime, whose clients the server's
+    /// graceful stop may be waiting on.
+    pub async fn terminate_within(&mut self, limit: Duration) -> ExitStatus {
+        self.signal("-TERM");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("the process can be waited on") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "did not stop within {limit:?} of SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -5,13 +5,9 @@
 
 mod support;
 
-use support::finished;
+use support::{finished, worker_binary};
 
-use std::{
-    net::SocketAddr,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use jobs_core::{JobId, JobStatus, NewJob, Queue, QueueSettings, RedisConfig, Retention, Store};
 use jobs_testkit::{Spawned, TestRedis, metrics::Scrape};
@@ -212,13 +208,10 @@ async fn the_worker_binary_serves_metrics_on_the_address_it_is_given() {
     let store = Store::connect(&config(&redis)).await.unwrap();
     let log = std::env::temp_dir().join(format!("{}-metrics.log", redis.prefix()));
     let mut worker = Spawned::new(
-        Command::new(env!("CARGO_BIN_EXE_jobs-worker"))
-            .env("REDIS_URL", redis.url())
-            .env("JOBS_KEY_PREFIX", redis.prefix())
+        worker_binary(&redis)
             .env("JOBS_WORKER_METRICS_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
@@ -243,9 +236,7 @@ async fn the_worker_binary_serves_metrics_on_the_address_it_is_given() {
         "{text}"
     );
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status();
-    let _ = worker.wait();
+    let status = worker.terminate_within(Duration::from_secs(10)).await;
+    assert!(status.success(), "jobs-worker exited with {status}");
     let _ = std::fs::remove_file(&log);
 }

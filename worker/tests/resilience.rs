@@ -5,55 +5,43 @@
 
 mod support;
 
-use support::{store, wait_for};
+use support::{store, wait_for, worker_binary};
 
 use std::{
     collections::HashMap,
     path::PathBuf,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use jobs_core::{AttemptOutcome, JobId, JobStatus, NewJob, Store};
-use jobs_testkit::TestRedis;
+use jobs_testkit::{Spawned, TestRedis};
 
 /// A `jobs-worker` process whose log goes to a file the test can read.
 struct Worker {
-    child: Child,
+    child: Spawned,
     log: PathBuf,
 }
 
 impl Worker {
     fn start(redis: &TestRedis, name: &str, env: &[(&str, &str)]) -> Self {
         let log = std::env::temp_dir().join(format!("{}-{name}.log", redis.prefix()));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_jobs-worker"));
+        // No metrics endpoint (worker_binary's default): several run at once.
+        let mut command = worker_binary(redis);
         command
-            .env("REDIS_URL", redis.url())
-            .env("JOBS_KEY_PREFIX", redis.prefix())
             .env("JOBS_WORKER_NAME", name)
-            // Several run at once: no fixed metrics port to fight over.
-            .env("JOBS_WORKER_METRICS_ADDR", "off")
             .env("RUST_LOG", "jobs_worker=debug,jobs_core=info")
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         for (key, value) in env {
             command.env(key, value);
         }
         Self {
-            child: command.spawn().unwrap(),
+            child: Spawned::new(command.spawn().unwrap()),
             log,
         }
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        self.child.signal(signal);
     }
 
     fn kill(mut self) -> String {
@@ -93,8 +81,7 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The process itself goes with `child` (Spawned).
         let _ = std::fs::remove_file(&self.log);
     }
 }

@@ -5,10 +5,10 @@
 
 mod support;
 
-use support::{finished, store};
+use support::{finished, store, worker_binary};
 
 use std::{
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -50,19 +50,6 @@ fn spawn_worker(
     (shutdown, handle)
 }
 
-/// The `jobs-worker` binary against the test's Redis and prefix, with no
-/// metrics endpoint and its output discarded.
-fn worker_binary(redis: &TestRedis) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_jobs-worker"));
-    command
-        .env("REDIS_URL", redis.url())
-        .env("JOBS_KEY_PREFIX", redis.prefix())
-        .env("JOBS_WORKER_METRICS_ADDR", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    command
-}
-
 #[tokio::test]
 async fn the_worker_binary_runs_queued_jobs_and_exits_cleanly_on_sigterm() {
     let redis = TestRedis::start();
@@ -99,25 +86,7 @@ async fn the_worker_binary_runs_queued_jobs_and_exits_cleanly_on_sigterm() {
         assert_eq!(runtime_threads(worker.id()), cpus, "one thread per CPU");
     }
 
-    let pid = worker.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = worker.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the worker did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = worker.terminate_within(Duration::from_secs(10)).await;
     assert!(status.success(), "jobs-worker exited with {status}");
 }
 

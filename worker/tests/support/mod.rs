@@ -1,12 +1,28 @@
-//! What the worker's test files share: a store on the test's Redis, and
-//! bounded waits for a job's state.
+//! What the worker's test files share: the worker binary and a store on
+//! the test's Redis, and bounded waits for a job's state.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use jobs_core::{Job, JobId, RedisConfig, Store};
 use jobs_testkit::TestRedis;
+
+/// The `jobs-worker` binary against the test's Redis and prefix, with no
+/// metrics endpoint and its output discarded (a test may set either again).
+pub fn worker_binary(redis: &TestRedis) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobs-worker"));
+    command
+        .env("REDIS_URL", redis.url())
+        .env("JOBS_KEY_PREFIX", redis.prefix())
+        .env("JOBS_WORKER_METRICS_ADDR", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
 
 /// A store under the test's own key prefix.
 pub async fn store(redis: &TestRedis) -> Store {
