@@ -243,12 +243,13 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Connects to the Redis of `config`.
+    /// The dataset in the Redis of `config`. Its connections open on first
+    /// use (the store's connection is the one that reports, at start, a
+    /// Redis that is down or too old), so only a bad configuration fails
+    /// here; until Redis answers, calls fail with [`Error::Unavailable`].
     pub async fn connect(config: &RedisConfig) -> Result<Self> {
         let client = config.client()?;
         let timeout = config.timeout();
-        // Opened by their first calls: the store's connection reports a
-        // Redis that is down, or too old, when the server starts.
         let conn = LazyConnection::new(client.clone(), timeout, timeout);
         let bulk = LazyConnection::new(client, timeout, timeout.max(BULK_TIMEOUT));
         let prefix = &config.key_prefix;
