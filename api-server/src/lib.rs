@@ -116,9 +116,8 @@ pub async fn run(
         .with_context(|| format!("Redis at {}", config.redis.url()))?
         .with_defaults(config.defaults.clone())
         .with_retention(config.retention);
-    let dataset = Dataset::connect(&config.redis)
-        .await
-        .with_context(|| format!("Redis at {}", config.redis.url()))?;
+    let dataset =
+        Dataset::new(&config.redis).with_context(|| format!("Redis at {}", config.redis.url()))?;
 
     let observer = observe::Observer::new(store.clone(), WorkerMetrics::new());
     let dev_worker = config.dev.then(|| {

@@ -247,7 +247,7 @@ impl Dataset {
     /// use (the store's connection is the one that reports, at start, a
     /// Redis that is down or too old), so only a bad configuration fails
     /// here; until Redis answers, calls fail with [`Error::Unavailable`].
-    pub async fn connect(config: &RedisConfig) -> Result<Self> {
+    pub fn new(config: &RedisConfig) -> Result<Self> {
         let client = config.client()?;
         let timeout = config.timeout();
         let conn = LazyConnection::new(client.clone(), timeout, timeout);
