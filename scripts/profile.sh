@@ -40,7 +40,10 @@
 #
 # Knobs: N (20000), CONCURRENCY (64), SECS (10), RUNNING (2000), PORT (6399),
 # WORKER (this tree's target/release/jobs-worker: set it to another build's
-# binary to compare the two, alternating runs). Needs the peers
+# binary to compare the two, alternating runs), BUSY (set: a busy loop at
+# nice 19 on every CPU while measuring, so that no vCPU halts when idle:
+# with latency or floor, what waking idle vCPUs costs), PIN (set: drain
+# with Redis on the first CPU and the worker on the second). Needs the peers
 # harness set up (scripts/bench.sh does it) and wrk for ingest. Everything
 # stays on 127.0.0.1; every process started here is stopped by its PID.
 set -euo pipefail
@@ -70,6 +73,13 @@ cleanup() {
   done
 }
 trap cleanup EXIT
+if [ -n "${BUSY:-}" ]; then
+  # Lowest priority: they yield to whatever else wakes, and the vCPU
+  # itself never goes idle.
+  for _ in $(seq "$(nproc)"); do
+    nice -n 19 bash -c 'while :; do :; done' & pids+=($!)
+  done
+fi
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # POSTs one job every 50 ms with no worker taking them (http_latency.py:
 # JOBS of them after 3 to warm up), to the API on PORT whose pid is PID; then,
@@ -125,9 +135,16 @@ drain)
     perf record -q -e cpu-clock -F 4999 -p "$redis" -o "$STATE/profile-redis.perf" 2>/dev/null &
     recorder=$!; pids+=("$recorder"); sleep 0.2
   fi
+  # PIN: Redis on the first CPU, the worker on the second, so that
+  # neither ever runs where the other does.
+  pin=()
+  if [ -n "${PIN:-}" ]; then
+    taskset -a -p 1 "$redis" >/dev/null
+    pin=(taskset 2)
+  fi
   r0=$(cpu_ticks "$redis"); t0=$(date +%s.%N)
   JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off \
-    "$WORKER" 2>/dev/null &
+    "${pin[@]}" "$WORKER" 2>/dev/null &
   worker=$!; pids+=("$worker")
   if [ -n "${PERF:-}" ]; then
     perf record -q -e cpu-clock -F 4999 -p "$worker" -o "$STATE/profile-worker.perf" 2>/dev/null &
