@@ -177,10 +177,14 @@ impl Queue {
         settings: QueueSettings,
     ) -> Result<Self> {
         let client = config.client()?;
-        let conn = connect_manager(&client, config.timeout(), config.timeout()).await?;
         // Long enough for the longest BLOCK the worker asks for.
         let blocking_timeout = config.timeout() + MAX_BLOCK;
-        let blocking = connect_manager(&client, blocking_timeout, blocking_timeout).await?;
+        // Side by side: each is a connect and a few round trips, which a
+        // worker's start would otherwise wait for twice.
+        let (conn, blocking) = tokio::try_join!(
+            connect_manager(&client, config.timeout(), config.timeout()),
+            connect_manager(&client, blocking_timeout, blocking_timeout)
+        )?;
         let queue = Self {
             client,
             conn,
