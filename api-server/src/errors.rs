@@ -1,62 +1,71 @@
 //! The one place where store errors become gRPC statuses and HTTP problem
-//! responses, with the same arms in both. Clients get a message that names
-//! the problem; internal causes go to the log.
+//! responses. Both are read off one classification, so a client hears the
+//! same thing over either; internal causes go to the log, once, there.
 
 use axum::http::StatusCode;
-use jobs_core::Error;
+use jobs_core::{Error, ValidationError};
 use tonic::Status;
 
 use crate::rest::Problem;
 
-/// The status a client should see for `err`.
-pub(crate) fn status(err: impl Into<Error>) -> Status {
-    let err = err.into();
-    match &err {
-        Error::Invalid(invalid) => Status::invalid_argument(invalid.to_string()),
-        Error::NotFound(_) | Error::RecordNotFound(_) => Status::not_found(err.to_string()),
-        Error::NotReady { .. } | Error::AlreadyFinished { .. } => {
-            Status::failed_precondition(err.to_string())
-        }
+/// What a client is told about an error, whichever protocol it speaks.
+enum Class<'a> {
+    /// Bad input: the client's to fix.
+    Invalid(&'a ValidationError),
+    /// No such job or record.
+    NotFound,
+    /// Not possible in the job's present state.
+    Precondition,
+    /// Redis cannot serve now; the message says why in the client's terms.
+    Unavailable(&'static str),
+    /// A fault of the server's: the details are in the log only.
+    Internal,
+}
+
+/// Classifies `err`, logging the causes a client is not shown.
+fn classify(err: &Error) -> Class<'_> {
+    match err {
+        Error::Invalid(invalid) => Class::Invalid(invalid),
+        Error::NotFound(_) | Error::RecordNotFound(_) => Class::NotFound,
+        Error::NotReady { .. } | Error::AlreadyFinished { .. } => Class::Precondition,
         Error::Unavailable(cause) => {
             tracing::warn!(%cause, "Redis unavailable");
-            Status::unavailable(UNAVAILABLE)
+            Class::Unavailable(UNAVAILABLE)
         }
         Error::UnsupportedRedis { .. } => {
             tracing::error!(error = %err, "the job store cannot be used");
-            Status::unavailable(UNSUPPORTED)
+            Class::Unavailable(UNSUPPORTED)
         }
         Error::Redis(_) | Error::Corrupt(_) | Error::Config(_) => {
             tracing::error!(error = %err, "internal error");
-            Status::internal(INTERNAL)
+            Class::Internal
         }
+    }
+}
+
+/// The status a client should see for `err`.
+pub(crate) fn status(err: impl Into<Error>) -> Status {
+    let err = err.into();
+    match classify(&err) {
+        Class::Invalid(invalid) => Status::invalid_argument(invalid.to_string()),
+        Class::NotFound => Status::not_found(err.to_string()),
+        Class::Precondition => Status::failed_precondition(err.to_string()),
+        Class::Unavailable(message) => Status::unavailable(message),
+        Class::Internal => Status::internal(INTERNAL),
     }
 }
 
 /// The problem+json response a REST client should see for `err`.
 pub(crate) fn problem(err: impl Into<Error>) -> Problem {
     let err = err.into();
-    match &err {
-        Error::Invalid(invalid) => {
+    match classify(&err) {
+        Class::Invalid(invalid) => {
             Problem::new(StatusCode::BAD_REQUEST, invalid.to_string()).with_field(invalid.field())
         }
-        Error::NotFound(_) | Error::RecordNotFound(_) => {
-            Problem::new(StatusCode::NOT_FOUND, err.to_string())
-        }
-        Error::NotReady { .. } | Error::AlreadyFinished { .. } => {
-            Problem::new(StatusCode::CONFLICT, err.to_string())
-        }
-        Error::Unavailable(cause) => {
-            tracing::warn!(%cause, "Redis unavailable");
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
-        }
-        Error::UnsupportedRedis { .. } => {
-            tracing::error!(error = %err, "the job store cannot be used");
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, UNSUPPORTED)
-        }
-        Error::Redis(_) | Error::Corrupt(_) | Error::Config(_) => {
-            tracing::error!(error = %err, "internal error");
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL)
-        }
+        Class::NotFound => Problem::new(StatusCode::NOT_FOUND, err.to_string()),
+        Class::Precondition => Problem::new(StatusCode::CONFLICT, err.to_string()),
+        Class::Unavailable(message) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, message),
+        Class::Internal => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL),
     }
 }
 
