@@ -297,7 +297,13 @@ where
 }
 
 fn whole<T: std::str::FromStr>(number: &serde_json::Number) -> Option<T> {
-    integer_text(number).and_then(|text| text.parse().ok())
+    // Nearly every number sent is a plain integer, which parses as written;
+    // only `2.0` or `2e3` need the canonical text first.
+    number
+        .as_str()
+        .parse()
+        .ok()
+        .or_else(|| integer_text(number).and_then(|text| text.parse().ok()))
 }
 
 /// The outcome of a finished job.
