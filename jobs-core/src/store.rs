@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 
 use crate::{
-    Error, Job, JobDefaults, JobId, JobStatus, NewJob, RedisConfig, Result, Retention,
+    Error, Job, JobDefaults, JobId, JobStatus, NewJob, RedisConfig, Result, Retention, Timestamp,
     ValidationError, record, scripts, watch::WatchHub,
 };
 
@@ -340,24 +340,17 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// The job as `create.lua` saved it, from its reply `{create_time, seq}`.
-    fn created(self, new: &NewJob, fields: &[String]) -> Result<Job> {
-        let [create_time, seq] = fields else {
-            return Err(Error::Corrupt("create.lua replied oddly".into()));
-        };
-        let parsed = |text: &str| text.parse::<u64>().ok();
-        let micros = parsed(create_time)
-            .and_then(|micros| i64::try_from(micros).ok())
-            .and_then(chrono::DateTime::from_timestamp_micros)
-            .ok_or_else(|| Error::Corrupt(format!("create time {create_time:?}")))?;
-        Ok(Job {
+    /// The job as `create.lua` saved it, created at `create_time` as the
+    /// `seq`th job.
+    fn created(self, new: &NewJob, create_time: Timestamp, seq: u64) -> Job {
+        Job {
             jid: self.jid,
             status: JobStatus::Queued,
             start: new.start(),
             end: new.end(),
             kind: new.kind().to_owned(),
             params: new.params().clone(),
-            create_time: micros,
+            create_time,
             start_time: None,
             end_time: None,
             attempts: 0,
@@ -367,10 +360,10 @@ impl Prepared {
             timeout: Duration::from_millis(self.timeout_ms),
             history: Vec::new(),
             version: 1,
-            seq: parsed(seq).unwrap_or_default(),
+            seq,
             lease: 0,
             trace_parent: new.trace_parent().cloned(),
-        })
+        }
     }
 }
 
@@ -649,29 +642,40 @@ impl Store {
             prepared.push(job);
         }
         let mut conn = self.conn.get().await?;
-        let (outcome, reply): (String, redis::Value) = invocation.invoke_async(&mut conn).await?;
+        let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
         let odd = |what: &str| Error::Corrupt(format!("create.lua replied oddly: {what}"));
+        let text = |value: redis::Value| -> Result<String> {
+            redis::from_redis_value(value).map_err(|e| odd(&e.to_string()))
+        };
+        let mut reply = reply.into_iter();
+        let outcome = text(reply.next().ok_or_else(|| odd("nothing"))?)?;
+        let second = text(reply.next().ok_or_else(|| odd(&outcome))?)?;
         if outcome == "mismatch" {
-            let index: String = redis::from_redis_value(reply).map_err(|e| odd(&e.to_string()))?;
-            return Ok(Saved::KeyReused(index.parse().map_err(|_| odd(&index))?));
+            return Ok(Saved::KeyReused(second.parse().map_err(|_| odd(&second))?));
         }
-        let replies: Vec<(String, Vec<String>)> =
-            redis::from_redis_value(reply).map_err(|e| odd(&e.to_string()))?;
-        if replies.len() != jobs.len() {
+        let create_time = second
+            .parse::<i64>()
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .ok_or_else(|| odd(&format!("create time {second:?}")))?;
+        if reply.len() != jobs.len() {
             return Err(odd("one reply per job expected"));
         }
-        replies
-            .into_iter()
+        reply
             .zip(jobs.iter().zip(prepared))
-            .map(|((outcome, fields), (new, job))| match outcome.as_str() {
-                "existing" => Ok(Created {
-                    job: record::job_from_pairs(fields)?,
-                    replayed: true,
-                }),
-                _ => Ok(Created {
-                    job: job.created(new, &fields)?,
+            .map(|(reply, (new, job))| match reply {
+                redis::Value::Int(seq) => Ok(Created {
+                    job: job.created(new, create_time, u64::try_from(seq).unwrap_or_default()),
                     replayed: false,
                 }),
+                existing => {
+                    let pairs: Vec<String> =
+                        redis::from_redis_value(existing).map_err(|e| odd(&e.to_string()))?;
+                    Ok(Created {
+                        job: record::job_from_pairs(pairs)?,
+                        replayed: true,
+                    })
+                }
             })
             .collect::<Result<_>>()
             .map(Saved::Jobs)

@@ -18,11 +18,12 @@
 --   none), the submitter's W3C traceparent (or "" for none; not part of the
 --   idempotency fingerprint: a retry may come from another trace)
 --
--- Returns {"ok", replies} when every key fits, with one {outcome, values}
--- per job, in order:
--- "created" with {create_time, seq} (the caller knows the rest), or
--- "existing" with {field, value, ...} of the job first created under the
--- same idempotency key (which may be an earlier job of the same batch).
+-- Returns {"ok", create_time, reply, ...} when every key fits, with one
+-- reply per job, in order: the seq of a job created (an integer: the
+-- caller knows the rest), or {field, value, ...} of the job first created
+-- under the same idempotency key (which may be an earlier job of the same
+-- batch). One value per created job, not a nested pair: parsing the reply
+-- is a good part of what a create costs the API.
 -- Returns {"mismatch", "i"} (i from 0), and writes nothing, when job i's key
 -- was used with other parameters. Times are microseconds since the Unix
 -- epoch on Redis's clock.
@@ -78,7 +79,7 @@ if redis.call('EXISTS', unpack(job_keys)) > 0 then
 end
 
 local now = clock()
-local replies = {}
+local replies = {'ok', now}
 -- One counter step and one index write for the whole batch; a job
 -- that turns out to exist already (its idempotency key) leaves its seq
 -- unused, which only makes a gap.
@@ -102,7 +103,7 @@ for i = 0, count - 1 do
   end
 
   if existing then
-    replies[#replies + 1] = {'existing', existing}
+    replies[#replies + 1] = existing
   else
     seq = seq + 1
     local seq_text = string.format('%d', seq)
@@ -121,7 +122,7 @@ for i = 0, count - 1 do
       redis.call('HSET', idem_key, 'jid', jid, 'fingerprint', prints[i])
       redis.call('PEXPIRE', idem_key, ARGV[2])
     end
-    replies[#replies + 1] = {'created', {now, seq}}
+    replies[#replies + 1] = seq
   end
 end
 
@@ -129,4 +130,4 @@ if #indexed > 0 then
   redis.call('ZADD', KEYS[3], unpack(indexed))
 end
 
-return {'ok', replies}
+return replies
