@@ -72,27 +72,144 @@ impl TracingGuard {
 pub fn init(config: &TracingConfig, service: &'static str) -> Result<TracingGuard, TelemetryError> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let log = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        );
+    let log = log_layer(
+        std::io::stderr,
+        std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none(),
+    );
     let Some(endpoint) = config.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) else {
         tracing_subscriber::registry()
-            .with(log.with_filter(filter))
+            .with(filter)
+            .with(log)
             .try_init()?;
         return Ok(TracingGuard { provider: None });
     };
     let provider = otlp_provider(endpoint, service)?;
     let spans = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
     tracing_subscriber::registry()
-        .with(spans.and_then(log).with_filter(filter))
+        .with(filter)
+        .with(spans.and_then(log))
         .try_init()?;
     tracing::info!(endpoint, "exporting spans over OTLP");
     Ok(TracingGuard {
         provider: Some(provider),
     })
+}
+
+/// The log: one line per event to `writer`, with the fields of the spans
+/// it happened in (see [`LogFields`]), in colour when `ansi`.
+fn log_layer<S, W>(
+    writer: W,
+    ansi: bool,
+) -> tracing_subscriber::fmt::Layer<S, LogFields, tracing_subscriber::fmt::format::Format, W>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(LogFields)
+        .with_writer(writer)
+        .with_ansi(ansi)
+}
+
+/// The log's own fields: every field but the OpenTelemetry attributes that
+/// request spans carry for traces (`otel.*`, `http.*`, `rpc.*`). The log
+/// keeps a request's jid; the route, method and status are in the traces
+/// and the metrics. The fmt layer formats a span's fields when the span
+/// opens and again at each `record`, whether or not anything is ever logged
+/// inside it, and on an API under load those attributes cost more than the
+/// rest of the span.
+struct LogFields;
+
+fn for_traces_only(field: &tracing::field::Field) -> bool {
+    let name = field.name();
+    name.starts_with("otel.") || name.starts_with("http.") || name.starts_with("rpc.")
+}
+
+impl<'writer> tracing_subscriber::fmt::FormatFields<'writer> for LogFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        use tracing_subscriber::field::{MakeVisitor, VisitOutput};
+        let mut visitor =
+            LogVisitor(tracing_subscriber::fmt::format::DefaultFields::new().make_visitor(writer));
+        fields.record(&mut visitor);
+        visitor.0.finish()
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut tracing_subscriber::fmt::FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> std::fmt::Result {
+        // Recording only attributes for traces (a response's status) must
+        // not leave a separator behind.
+        let mut logged = AnyLogged(false);
+        fields.record(&mut logged);
+        if !logged.0 {
+            return Ok(());
+        }
+        if !current.fields.is_empty() {
+            current.fields.push(' ');
+        }
+        self.format_fields(current.as_writer(), fields)
+    }
+}
+
+/// Passes the fields the log keeps on to the default formatting.
+struct LogVisitor<V>(V);
+
+impl<V: tracing::field::Visit> tracing::field::Visit for LogVisitor<V> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if !for_traces_only(field) {
+            self.0.record_debug(field, value);
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if !for_traces_only(field) {
+            self.0.record_str(field, value);
+        }
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        if !for_traces_only(field) {
+            self.0.record_i64(field, value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        if !for_traces_only(field) {
+            self.0.record_u64(field, value);
+        }
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        if !for_traces_only(field) {
+            self.0.record_bool(field, value);
+        }
+    }
+
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        if !for_traces_only(field) {
+            self.0.record_error(field, value);
+        }
+    }
+}
+
+/// Whether a record holds any field the log keeps.
+struct AnyLogged(bool);
+
+impl tracing::field::Visit for AnyLogged {
+    fn record_debug(&mut self, field: &tracing::field::Field, _: &dyn std::fmt::Debug) {
+        self.0 |= !for_traces_only(field);
+    }
 }
 
 fn otlp_provider(
@@ -174,4 +291,58 @@ pub fn trace_parent_to_store(header: Option<&[u8]>) -> Option<TraceParent> {
             .and_then(|value| std::str::from_utf8(value).ok())
             .and_then(|text| TraceParent::parse(text).ok())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use super::*;
+
+    /// A log that keeps what is written to it.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_a_requests_jid_and_leaves_its_trace_attributes_to_traces() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber =
+            tracing_subscriber::registry().with(log_layer(move || writer.clone(), false));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "http request",
+                otel.name = "POST /jobs",
+                http.route = "/jobs",
+                http.response.status_code = tracing::field::Empty,
+                jid = tracing::field::Empty,
+            );
+            span.record("jid", tracing::field::display("7c9e6679"));
+            span.record("http.response.status_code", 503);
+            span.in_scope(|| tracing::warn!(attempt = 2, "cannot reach Redis"));
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("http request{jid=7c9e6679}: "),
+            "the span's context in the log: {text}"
+        );
+        assert!(text.contains("cannot reach Redis attempt=2"), "{text}");
+        for attribute in ["otel.name", "POST /jobs", "http.route", "503"] {
+            assert!(!text.contains(attribute), "{attribute} logged: {text}");
+        }
+    }
 }
