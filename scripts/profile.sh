@@ -37,10 +37,17 @@
 #   scripts/profile.sh listing  # RUNNING (default 2,000) sleeping jobs, then the
 #                               # Redis time of a page of RUNNING jobs, of an
 #                               # unfiltered page and of a SUCCESS page
+#   scripts/profile.sh instructions  # jobs-api under valgrind's callgrind,
+#                               # POST /jobs from CONNECTIONS (1) connections
+#                               # for SECS (10) s: the instructions the API
+#                               # runs per POST, in user space. A count, not a
+#                               # time: the same for the same binary however
+#                               # busy the machine is, so two builds compare
+#                               # on a noisy host (set API= to the other)
 #
 # Knobs: N (20000), CONCURRENCY (64), SECS (10), RUNNING (2000), PORT (6399),
-# WORKER (this tree's target/release/jobs-worker: set it to another build's
-# binary to compare the two, alternating runs), BUSY (set: a busy loop at
+# WORKER and API (this tree's target/release/jobs-worker and jobs-api: set
+# one to another build's binary to compare the two, alternating runs), BUSY (set: a busy loop at
 # nice 19 on every CPU while measuring, so that no vCPU halts when idle:
 # with latency or floor, what waking idle vCPUs costs), PIN (set: drain
 # with Redis on the first CPU and the worker on the second). Needs the peers
@@ -51,16 +58,20 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/peers}
 STATE=${PEERS_HOME:-/tmp/jobs-peers}
-MODE=${1:?usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start|listing}
+MODE=${1:?usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start|listing|instructions}
 N=${N:-20000}
 PORT=${PORT:-6399}
 HTTP=127.0.0.1:$((PORT - 1000))
 WORKER=${WORKER:-$ROOT/target/release/jobs-worker}
+API=${API:-$ROOT/target/release/jobs-api}
 
 cargo build --release --locked -p jobs-api -p jobs-worker >/dev/null
 # A drain waits for every job: a worker that cannot start would hang it.
 [ -x "$WORKER" ] || { echo "profile.sh: no worker binary at $WORKER" >&2; exit 2; }
 [ "$MODE" != floor ] || cargo build --release --locked -p jobs-testkit --example rest_floor >/dev/null
+if [ "$MODE" = instructions ] && ! command -v valgrind >/dev/null; then
+  echo "profile.sh: instructions needs valgrind (Debian: apt-get install valgrind)" >&2; exit 2
+fi
 pids=()
 # Stopped newest first, Redis last: a stopping worker still records the jobs
 # it hands back.
@@ -122,9 +133,12 @@ redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/nul
 redis=$!; pids+=("$redis")
 export REDIS_URL=redis://127.0.0.1:$PORT JOBS_KEY_PREFIX=profile
 for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-"$ROOT/target/release/jobs-api" --grpc-addr "127.0.0.1:$((PORT + 1000))" --http-addr "$HTTP" 2>/dev/null &
+api_cmd=("$API")
+[ "$MODE" != instructions ] ||
+  api_cmd=(valgrind --tool=callgrind --callgrind-out-file="$STATE/callgrind.api" "$API")
+"${api_cmd[@]}" --grpc-addr "127.0.0.1:$((PORT + 1000))" --http-addr "$HTTP" 2>/dev/null &
 api=$!; pids+=("$api")
-for _ in $(seq 50); do curl -s -o /dev/null "$HTTP/healthz" && break; sleep 0.1; done
+for _ in $(seq 100); do curl -s -o /dev/null "$HTTP/healthz" && break; sleep 0.2; done
 
 case "$MODE" in
 drain)
@@ -288,5 +302,21 @@ listing)
     echo "listing with $running jobs running: GET /jobs?$query took Redis $us us"
   done
   ;;
-*) echo "usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start|listing" >&2; exit 2 ;;
+instructions)
+  lua=$PEERS_DIR/harness/wrk_post.lua
+  connections=${CONNECTIONS:-1}
+  wrk -t1 -c"$connections" -d2s -s "$lua" "http://$HTTP/jobs" >/dev/null 2>&1
+  rm -f "$STATE"/callgrind.api.*
+  callgrind_control -z "$api" >/dev/null 2>&1
+  queued() { redis-cli -p "$PORT" zcard profile:status:QUEUED; }
+  q0=$(queued)
+  wrk -t1 -c"$connections" -d"${SECS:-10}"s -s "$lua" "http://$HTTP/jobs" >/dev/null 2>&1
+  q1=$(queued)
+  callgrind_control -d "$api" >/dev/null 2>&1
+  out=$(ls "$STATE"/callgrind.api.* | head -1)
+  total=$(awk '/^summary:/ {print $2}' "$out")
+  echo "instructions: $((q1 - q0)) POSTs at $connections connections, jobs-api ran" \
+    "$((total / (q1 - q0))) instructions per POST in user space (callgrind: $out)"
+  ;;
+*) echo "usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start|listing|instructions" >&2; exit 2 ;;
 esac
