@@ -46,16 +46,28 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 /// The reason stored on a job cancelled by a client.
 const CANCEL_REASON: &str = "cancelled by request";
 
-/// The names of every key, derived from the prefix.
+/// The names of every key, derived from the prefix. Those every create
+/// names are formatted once, not at each call.
 #[derive(Debug)]
 pub(crate) struct Keys {
     prefix: String,
+    queue: String,
+    seq: String,
+    /// The status indexes, in the order of [`JobStatus::ALL`].
+    statuses: [String; JobStatus::ALL.len()],
+    /// What a create names as the idempotency record of a job without a key
+    /// (create.lua ignores it).
+    no_idempotency: String,
 }
 
 impl Keys {
     pub(crate) fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            queue: format!("{prefix}:queue"),
+            seq: format!("{prefix}:seq"),
+            statuses: JobStatus::ALL.map(|status| format!("{prefix}:status:{status}")),
+            no_idempotency: format!("{prefix}:idem:"),
         }
     }
 
@@ -75,20 +87,24 @@ impl Keys {
         format!("{}:events:{jid}", self.prefix)
     }
 
-    pub(crate) fn queue(&self) -> String {
-        format!("{}:queue", self.prefix)
+    pub(crate) fn queue(&self) -> &str {
+        &self.queue
     }
 
-    pub(crate) fn seq(&self) -> String {
-        format!("{}:seq", self.prefix)
+    pub(crate) fn seq(&self) -> &str {
+        &self.seq
     }
 
     pub(crate) fn index(&self) -> String {
         format!("{}:index", self.prefix)
     }
 
-    pub(crate) fn status(&self, status: JobStatus) -> String {
-        format!("{}:status:{status}", self.prefix)
+    pub(crate) fn status(&self, status: JobStatus) -> &str {
+        let index = JobStatus::ALL
+            .iter()
+            .position(|each| *each == status)
+            .expect("JobStatus::ALL holds every status");
+        &self.statuses[index]
     }
 
     pub(crate) fn watching(&self) -> String {
@@ -115,8 +131,12 @@ impl Keys {
         format!("{}:expiry", self.prefix)
     }
 
-    fn idempotency(&self, key: &str) -> String {
-        format!("{}:idem:{key}", self.prefix)
+    fn idempotency(&self, key: &str) -> std::borrow::Cow<'_, str> {
+        if key.is_empty() {
+            std::borrow::Cow::Borrowed(&self.no_idempotency)
+        } else {
+            std::borrow::Cow::Owned(format!("{}:idem:{key}", self.prefix))
+        }
     }
 }
 
