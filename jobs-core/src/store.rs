@@ -341,6 +341,16 @@ enum Saved {
     KeyReused(usize),
 }
 
+/// A part of `create.lua`'s reply, as `T`.
+fn create_reply<T: redis::FromRedisValue>(part: Option<redis::Value>) -> Result<T> {
+    let part = part.ok_or_else(|| odd_create_reply("too short"))?;
+    redis::from_redis_value(part).map_err(|err| odd_create_reply(&err.to_string()))
+}
+
+fn odd_create_reply(what: &str) -> Error {
+    Error::Corrupt(format!("create.lua replied oddly: {what}"))
+}
+
 fn key_reused(field: &str) -> Error {
     ValidationError::new(
         field,
@@ -561,9 +571,7 @@ impl Store {
 
     async fn create_alone(&self, new: &NewJob) -> Result<Created> {
         match self.save(std::slice::from_ref(new)).await? {
-            Saved::Jobs(mut created) => created
-                .pop()
-                .ok_or_else(|| Error::Corrupt("create.lua returned no job".into())),
+            Saved::Jobs(mut created) => created.pop().ok_or_else(|| odd_create_reply("no job")),
             Saved::KeyReused(_) => Err(key_reused("idempotency_key")),
         }
     }
@@ -596,8 +604,7 @@ impl Store {
                 }
                 Ok(_) => {
                     for answer in answers {
-                        let odd = Error::Corrupt("create.lua replied oddly to a group".into());
-                        let _ = answer.send(Err(odd));
+                        let _ = answer.send(Err(odd_create_reply("not one job each to a group")));
                     }
                 }
                 Err(err) => {
@@ -663,39 +670,37 @@ impl Store {
         }
         let mut conn = self.conn.get().await?;
         let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
-        let odd = |what: &str| Error::Corrupt(format!("create.lua replied oddly: {what}"));
-        let text = |value: redis::Value| -> Result<String> {
-            redis::from_redis_value(value).map_err(|e| odd(&e.to_string()))
-        };
         let mut reply = reply.into_iter();
-        let outcome = text(reply.next().ok_or_else(|| odd("nothing"))?)?;
-        let second = text(reply.next().ok_or_else(|| odd(&outcome))?)?;
+        let outcome: String = create_reply(reply.next())?;
+        let second: String = create_reply(reply.next())?;
         if outcome == "mismatch" {
-            return Ok(Saved::KeyReused(second.parse().map_err(|_| odd(&second))?));
+            return Ok(Saved::KeyReused(
+                second.parse().map_err(|_| odd_create_reply(&second))?,
+            ));
         }
         let create_time = second
             .parse::<i64>()
             .ok()
             .and_then(chrono::DateTime::from_timestamp_micros)
-            .ok_or_else(|| odd(&format!("create time {second:?}")))?;
+            .ok_or_else(|| odd_create_reply(&format!("create time {second:?}")))?;
         if reply.len() != jobs.len() {
-            return Err(odd("one reply per job expected"));
+            return Err(odd_create_reply("one reply per job expected"));
         }
         reply
             .zip(jobs.iter().zip(prepared))
             .map(|(reply, (new, job))| match reply {
-                redis::Value::Int(seq) => Ok(Created {
-                    job: job.created(new, create_time, u64::try_from(seq).unwrap_or_default()),
-                    replayed: false,
-                }),
-                existing => {
-                    let pairs: Vec<String> =
-                        redis::from_redis_value(existing).map_err(|e| odd(&e.to_string()))?;
+                redis::Value::Int(seq) => {
+                    let seq =
+                        u64::try_from(seq).map_err(|_| odd_create_reply(&format!("seq {seq}")))?;
                     Ok(Created {
-                        job: record::job_from_pairs(pairs)?,
-                        replayed: true,
+                        job: job.created(new, create_time, seq),
+                        replayed: false,
                     })
                 }
+                existing => Ok(Created {
+                    job: record::job_from_pairs(create_reply::<Vec<String>>(Some(existing))?)?,
+                    replayed: true,
+                }),
             })
             .collect::<Result<_>>()
             .map(Saved::Jobs)
