@@ -58,7 +58,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/peers}
 STATE=${PEERS_HOME:-/tmp/jobs-peers}
-MODE=${1:?usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start|listing|instructions}
+USAGE='usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start|listing|instructions'
+MODE=${1:?$USAGE}
 N=${N:-20000}
 PORT=${PORT:-6399}
 HTTP=127.0.0.1:$((PORT - 1000))
@@ -68,6 +69,7 @@ API=${API:-$ROOT/target/release/jobs-api}
 cargo build --release --locked -p jobs-api -p jobs-worker >/dev/null
 # A drain waits for every job: a worker that cannot start would hang it.
 [ -x "$WORKER" ] || { echo "profile.sh: no worker binary at $WORKER" >&2; exit 2; }
+[ -x "$API" ] || { echo "profile.sh: no API binary at $API" >&2; exit 2; }
 [ "$MODE" != floor ] || cargo build --release --locked -p jobs-testkit --example rest_floor >/dev/null
 if [ "$MODE" = instructions ] && ! command -v valgrind >/dev/null; then
   echo "profile.sh: instructions needs valgrind (Debian: apt-get install valgrind)" >&2; exit 2
@@ -318,5 +320,5 @@ instructions)
   echo "instructions: $((q1 - q0)) POSTs at $connections connections, jobs-api ran" \
     "$((total / (q1 - q0))) instructions per POST in user space (callgrind: $out)"
   ;;
-*) echo "usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start|listing|instructions" >&2; exit 2 ;;
+*) echo "$USAGE" >&2; exit 2 ;;
 esac
