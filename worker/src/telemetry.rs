@@ -117,8 +117,8 @@ where
 /// keeps a request's jid; the route, method and status are in the traces
 /// and the metrics. The fmt layer formats a span's fields when the span
 /// opens and again at each `record`, whether or not anything is ever logged
-/// inside it: formatting those attributes was about a third of what a
-/// request span cost the API (BENCHMARKS.md).
+/// inside it. Leaving them out, with one filter for the whole subscriber,
+/// halved what a request span costs the API (BENCHMARKS.md).
 struct LogFields;
 
 /// Whether `field` is an OpenTelemetry attribute, which the log leaves out.
