@@ -44,6 +44,10 @@
 #                               # time: the same for the same binary however
 #                               # busy the machine is, so two builds compare
 #                               # on a noisy host (set API= to the other)
+#   scripts/profile.sh drain-instructions  # N jobs queued, then jobs-worker
+#                               # under callgrind drains them: the
+#                               # instructions it runs per job in user space,
+#                               # its start included (set WORKER= to compare)
 #
 # Knobs: N (20000), CONCURRENCY (64), SECS (10), RUNNING (2000), PORT (6399),
 # WORKER and API (this tree's target/release/jobs-worker and jobs-api: set
@@ -58,7 +62,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/peers}
 STATE=${PEERS_HOME:-/tmp/jobs-peers}
-USAGE='usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start|listing|instructions'
+USAGE='usage: scripts/profile.sh drain|ingest|latency|floor|scripts|lua|start|listing|instructions|drain-instructions'
 MODE=${1:?$USAGE}
 N=${N:-20000}
 PORT=${PORT:-6399}
@@ -71,8 +75,8 @@ cargo build --release --locked -p jobs-api -p jobs-worker >/dev/null
 [ -x "$WORKER" ] || { echo "profile.sh: no worker binary at $WORKER" >&2; exit 2; }
 [ -x "$API" ] || { echo "profile.sh: no API binary at $API" >&2; exit 2; }
 [ "$MODE" != floor ] || cargo build --release --locked -p jobs-testkit --example rest_floor >/dev/null
-if [ "$MODE" = instructions ] && ! command -v valgrind >/dev/null; then
-  echo "profile.sh: instructions needs valgrind (Debian: apt-get install valgrind)" >&2; exit 2
+if [[ $MODE == *instructions ]] && ! command -v valgrind >/dev/null; then
+  echo "profile.sh: $MODE needs valgrind (Debian: apt-get install valgrind)" >&2; exit 2
 fi
 pids=()
 # Stopped newest first, Redis last: a stopping worker still records the jobs
@@ -319,6 +323,20 @@ instructions)
   total=$(awk '/^summary:/ {print $2}' "$out")
   echo "instructions: $((q1 - q0)) POSTs at $connections connections, jobs-api ran" \
     "$((total / (q1 - q0))) instructions per POST in user space (callgrind: $out)"
+  ;;
+drain-instructions)
+  "$STATE/.venv/bin/python" "$PEERS_DIR/harness/http_enqueue.py" "$N" --base "http://$HTTP" \
+    --jid-file "$STATE/profile-jids.txt" >/dev/null 2>&1
+  rm -f "$STATE"/callgrind.worker*
+  JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off valgrind --tool=callgrind \
+    --callgrind-out-file="$STATE/callgrind.worker" "$WORKER" 2>/dev/null &
+  worker=$!; pids+=("$worker")
+  redis-cli -p "$PORT" -r -1 -i 0.05 zcard profile:status:SUCCESS | awk -v n="$N" '$1 >= n {exit}' || true
+  callgrind_control -d "$worker" >/dev/null 2>&1
+  out=$(ls "$STATE"/callgrind.worker.* | head -1)
+  total=$(awk '/^summary:/ {print $2}' "$out")
+  echo "drain-instructions: $N jobs, jobs-worker ran $((total / N)) instructions per job in user space," \
+    "its start included (callgrind: $out)"
   ;;
 *) echo "$USAGE" >&2; exit 2 ;;
 esac
