@@ -501,24 +501,23 @@ const CLAIM_REPLY: [&str; 6] = ["jid", "attempts", "lease", "version", "seq", "s
 /// the CLAIM_REPLY values and the job's `spec`, joined by NUL (an empty
 /// value is an absent field).
 fn claimed_from_row(row: &str) -> Result<Claimed> {
-    let parts: Vec<&str> = row.splitn(CLAIM_REPLY.len() + 2, '\0').collect();
-    let (entry_id, values, spec) = match parts.as_slice() {
-        [entry_id, values @ .., spec]
-            if !entry_id.is_empty() && values.len() == CLAIM_REPLY.len() =>
-        {
-            (*entry_id, values, *spec)
+    let malformed = || Error::Corrupt(format!("malformed claim row: {row:?}"));
+    let mut parts = record::NulSeparated::new(row);
+    let entry_id = parts
+        .next()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(malformed)?;
+    let mut stored = record::Stored::default();
+    stored.set("status", "RUNNING");
+    for name in CLAIM_REPLY {
+        match parts.next() {
+            Some("") => {}
+            Some(value) => stored.set(name, value),
+            None => return Err(malformed()),
         }
-        _ => return Err(Error::Corrupt(format!("malformed claim row: {row:?}"))),
-    };
-    let job = record::job_from(|name| match name {
-        "status" => Some("RUNNING"),
-        "spec" => Some(spec),
-        name => CLAIM_REPLY
-            .iter()
-            .position(|field| *field == name)
-            .map(|at| values[at])
-            .filter(|value| !value.is_empty()),
-    })?;
+    }
+    stored.set("spec", parts.rest().ok_or_else(malformed)?);
+    let job = stored.job()?;
     let lease = Lease {
         entry_id: entry_id.to_owned(),
         jid: job.jid,
