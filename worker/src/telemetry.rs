@@ -133,11 +133,13 @@ impl<'writer> tracing_subscriber::fmt::FormatFields<'writer> for LogFields {
         writer: tracing_subscriber::fmt::format::Writer<'writer>,
         fields: R,
     ) -> std::fmt::Result {
-        use tracing_subscriber::field::{MakeVisitor, VisitOutput};
-        let mut visitor =
-            LogVisitor(tracing_subscriber::fmt::format::DefaultFields::new().make_visitor(writer));
+        let mut visitor = LogVisitor {
+            writer,
+            is_empty: true,
+            result: Ok(()),
+        };
         fields.record(&mut visitor);
-        visitor.0.finish()
+        visitor.result
     }
 
     fn add_fields(
@@ -159,37 +161,65 @@ impl<'writer> tracing_subscriber::fmt::FormatFields<'writer> for LogFields {
     }
 }
 
-/// Passes the fields the log keeps on to the default formatting.
-struct LogVisitor<V>(V);
+/// Writes the fields the log keeps as `name=value`, as tracing-subscriber's
+/// default visitor does. Without colours it writes them itself: the default
+/// visitor styles every name and `=` even then, which was a third of what a
+/// job's span cost the worker (BENCHMARKS.md). Messages, errors and
+/// coloured logs still go to the default visitor.
+struct LogVisitor<'writer> {
+    writer: tracing_subscriber::fmt::format::Writer<'writer>,
+    /// No field written yet: no separator before the next.
+    is_empty: bool,
+    result: std::fmt::Result,
+}
 
-impl<V: tracing::field::Visit> tracing::field::Visit for LogVisitor<V> {
+impl LogVisitor<'_> {
+    /// Whether `field` is written here rather than by the default visitor.
+    fn plain(&self, field: &tracing::field::Field) -> bool {
+        field.name() != "message" && !self.writer.has_ansi_escapes()
+    }
+
+    fn with_default(
+        &mut self,
+        record: impl FnOnce(&mut tracing_subscriber::fmt::format::DefaultVisitor<'_>),
+    ) {
+        use tracing_subscriber::field::VisitOutput;
+        let mut visitor = tracing_subscriber::fmt::format::DefaultVisitor::new(
+            self.writer.by_ref(),
+            self.is_empty,
+        );
+        record(&mut visitor);
+        self.result = visitor.finish();
+        self.is_empty = false;
+    }
+}
+
+impl tracing::field::Visit for LogVisitor<'_> {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if !for_traces_only(field) {
-            self.0.record_debug(field, value);
+        if left_out(field) || self.result.is_err() {
+            return;
         }
+        if !self.plain(field) {
+            return self.with_default(|visitor| visitor.record_debug(field, value));
+        }
+        let name = field.name();
+        let separator = if self.is_empty { "" } else { " " };
+        self.is_empty = false;
+        self.result = write!(
+            self.writer,
+            "{separator}{}={value:?}",
+            name.strip_prefix("r#").unwrap_or(name)
+        );
     }
 
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if !for_traces_only(field) {
-            self.0.record_str(field, value);
+        if left_out(field) || self.result.is_err() {
+            return;
         }
-    }
-
-    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        if !for_traces_only(field) {
-            self.0.record_i64(field, value);
-        }
-    }
-
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        if !for_traces_only(field) {
-            self.0.record_u64(field, value);
-        }
-    }
-
-    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        if !for_traces_only(field) {
-            self.0.record_bool(field, value);
+        if self.plain(field) {
+            self.record_debug(field, &value);
+        } else {
+            self.with_default(|visitor| visitor.record_str(field, value));
         }
     }
 
@@ -198,10 +228,16 @@ impl<V: tracing::field::Visit> tracing::field::Visit for LogVisitor<V> {
         field: &tracing::field::Field,
         value: &(dyn std::error::Error + 'static),
     ) {
-        if !for_traces_only(field) {
-            self.0.record_error(field, value);
+        if !left_out(field) && self.result.is_ok() {
+            self.with_default(|visitor| visitor.record_error(field, value));
         }
     }
+}
+
+/// Fields the log never shows: attributes for traces, and the `log.*`
+/// metadata of records from the `log` crate (already in the line's prefix).
+fn left_out(field: &tracing::field::Field) -> bool {
+    for_traces_only(field) || field.name().starts_with("log.")
 }
 
 /// Whether a record holds any field the log keeps.
@@ -334,16 +370,48 @@ mod tests {
             );
             span.record("jid", tracing::field::display("7c9e6679"));
             span.record("http.response.status_code", 503);
-            span.in_scope(|| tracing::warn!(attempt = 2, "cannot reach Redis"));
+            let refused = std::io::Error::other("connection refused");
+            span.in_scope(|| {
+                tracing::warn!(
+                    attempt = 2,
+                    kind = "sum",
+                    error = &refused as &dyn std::error::Error,
+                    "cannot reach Redis"
+                )
+            });
         });
         let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         assert!(
             text.contains("http request{jid=7c9e6679}: "),
             "the span's context in the log: {text}"
         );
-        assert!(text.contains("cannot reach Redis attempt=2"), "{text}");
+        assert!(
+            text.contains(r#"cannot reach Redis attempt=2 kind="sum" error=connection refused"#),
+            "{text}"
+        );
         for attribute in ["otel.name", "POST /jobs", "http.route", "503"] {
             assert!(!text.contains(attribute), "{attribute} logged: {text}");
         }
+    }
+
+    #[test]
+    fn a_coloured_log_styles_its_field_names() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber =
+            tracing_subscriber::registry().with(log_layer(move || writer.clone(), true));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info_span!("job", jid = "7c9e6679", otel.name = "job")
+                .in_scope(|| tracing::warn!(attempt = 2, "lease lost"));
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        // Italic names, as tracing-subscriber's default formatting writes them.
+        for name in ["jid", "attempt"] {
+            assert!(
+                text.contains(&format!("\x1b[3m{name}\x1b[0m")),
+                "{name}: {text:?}"
+            );
+        }
+        assert!(!text.contains("otel.name"), "{text:?}");
     }
 }
