@@ -108,7 +108,7 @@ end
 -- nothing pending, so was everything up to the group's last delivered entry
 -- (a group delivers in id order).
 local function trim_acknowledged(stream, group)
-  local oldest = redis.call('XPENDING', stream, group, '-', '+', 1)[1]
+  local oldest = redis.call('XPENDING', stream, group, '-', '+', '1')[1]
   local bound = oldest and oldest[1] or last_delivered_id(stream, group)
   if bound then
     redis.call('XTRIM', stream, 'MINID', '~', bound)

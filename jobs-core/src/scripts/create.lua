@@ -83,7 +83,7 @@ local replies = {'ok', now}
 -- One counter step and one index write for the whole batch; a job
 -- that turns out to exist already (its idempotency key) leaves its seq
 -- unused, which only makes a gap.
-local seq = redis.call('INCRBY', KEYS[2], count) - count
+local seq = redis.call('INCRBY', KEYS[2], string.format('%d', count)) - count
 local indexed = {}
 
 for i = 0, count - 1 do
