@@ -354,13 +354,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_log_keeps_a_requests_jid_and_leaves_its_trace_attributes_to_traces() {
+    /// What the log layer writes, in colour when `ansi`, while `emit` runs.
+    fn logged(ansi: bool, emit: impl FnOnce()) -> String {
         let log = Captured::default();
         let writer = log.clone();
         let subscriber =
-            tracing_subscriber::registry().with(log_layer(move || writer.clone(), false));
-        tracing::subscriber::with_default(subscriber, || {
+            tracing_subscriber::registry().with(log_layer(move || writer.clone(), ansi));
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(log.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_log_keeps_a_requests_jid_and_leaves_its_trace_attributes_to_traces() {
+        let text = logged(false, || {
             let span = tracing::info_span!(
                 "http request",
                 otel.name = "POST /jobs",
@@ -380,7 +386,6 @@ mod tests {
                 )
             });
         });
-        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         assert!(
             text.contains("http request{jid=7c9e6679}: "),
             "the span's context in the log: {text}"
@@ -396,15 +401,10 @@ mod tests {
 
     #[test]
     fn a_coloured_log_styles_its_field_names() {
-        let log = Captured::default();
-        let writer = log.clone();
-        let subscriber =
-            tracing_subscriber::registry().with(log_layer(move || writer.clone(), true));
-        tracing::subscriber::with_default(subscriber, || {
+        let text = logged(true, || {
             tracing::info_span!("job", jid = "7c9e6679", otel.name = "job")
                 .in_scope(|| tracing::warn!(attempt = 2, "lease lost"));
         });
-        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         // Italic names, as tracing-subscriber's default formatting writes them.
         for name in ["jid", "attempt"] {
             assert!(
