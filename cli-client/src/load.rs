@@ -89,6 +89,10 @@ async fn send(
     bar: &ProgressBar,
 ) -> anyhow::Result<Loaded> {
     let (chunks, received) = mpsc::channel(BATCHES_IN_FLIGHT);
+    // Closed once the call has dropped its stream: it has ended. Holding it
+    // keeps the channel open after the reader is done, which the stream
+    // treats as it treats a failed read's closed channel: it waits.
+    let call_ended = chunks.clone();
     let (done, mut read) = oneshot::channel();
     // A thread of its own rather than `spawn_blocking`: the runtime waits
     // for blocking tasks when it shuts down, and a read blocked on stdin
@@ -113,12 +117,18 @@ async fn send(
     // The reader's sender is dropped unsent only if its thread panicked.
     let reader_died = |_| Err(anyhow!("reading the records stopped unexpectedly"));
     let (answer, generated) = tokio::select! {
-        outcome = &mut read => {
+        outcome = &mut read => match outcome.unwrap_or_else(reader_died) {
+            Ok(generated) => (call.await, generated),
+            // The call ended first (a refusal) and so stopped the reader:
+            // the call's words are the outcome.
+            Err(stopped) if call_ended.is_closed() => {
+                call.await?;
+                return Err(stopped);
+            }
             // On a reading error, returning drops the call with its stream
             // unfinished, which cancels it: the server stores nothing.
-            let generated = outcome.unwrap_or_else(reader_died)?;
-            (call.await, generated)
-        }
+            Err(err) => return Err(err),
+        },
         // The server answered first: a refusal, whose words matter more
         // than how far reading got, or (rarely) success just before the
         // reader reported.
