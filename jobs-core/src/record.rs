@@ -2,8 +2,6 @@
 //! conversion to the domain [`Job`]. Private: nothing outside this crate sees
 //! how a job is stored.
 
-use std::collections::HashMap;
-
 use chrono::DateTime;
 
 use crate::{
@@ -12,11 +10,7 @@ use crate::{
 
 /// Builds a job from a hash's fields, given as HGETALL's flat
 /// `field, value, field, value, ...` sequence.
-pub(crate) fn job_from_pairs<I>(pairs: I) -> Result<Job>
-where
-    I: IntoIterator<Item = String>,
-{
-    let pairs: Vec<String> = pairs.into_iter().collect();
+pub(crate) fn job_from_pairs(pairs: &[String]) -> Result<Job> {
     let mut stored = Stored::default();
     for pair in pairs.chunks_exact(2) {
         stored.set(&pair[0], &pair[1]);
@@ -24,13 +18,12 @@ where
     stored.job()
 }
 
-/// Builds a job from a hash read as a map.
-pub(crate) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
-    let mut stored = Stored::default();
-    for (name, value) in fields {
-        stored.set(name, value);
-    }
-    stored.job()
+/// The value of `field` in HGETALL's flat `field, value, ...` sequence.
+pub(crate) fn field<'a>(pairs: &'a [String], field: &str) -> Option<&'a str> {
+    pairs
+        .chunks_exact(2)
+        .find(|pair| pair[0] == field)
+        .map(|pair| pair[1].as_str())
 }
 
 /// A job's fields as stored, each its text or absent: what a read of its

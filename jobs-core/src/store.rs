@@ -698,7 +698,7 @@ impl Store {
                     })
                 }
                 existing => Ok(Created {
-                    job: record::job_from_pairs(create_reply::<Vec<String>>(Some(existing))?)?,
+                    job: record::job_from_pairs(&create_reply::<Vec<String>>(Some(existing))?)?,
                     replayed: true,
                 }),
             })
@@ -750,14 +750,14 @@ impl Store {
     /// The job with id `jid`.
     pub async fn get(&self, jid: &JobId) -> Result<Job> {
         let mut conn = self.conn.get().await?;
-        let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        let fields: Vec<String> = redis::cmd("HGETALL")
             .arg(self.keys.job(jid))
             .query_async(&mut conn)
             .await?;
         if fields.is_empty() {
             return Err(Error::NotFound(*jid));
         }
-        record::job_from_fields(&fields)
+        record::job_from_pairs(&fields)
     }
 
     /// One page of jobs, newest first. Jobs created while a client pages sort
@@ -790,7 +790,7 @@ impl Store {
         let (more, pages): (i64, Vec<Vec<String>>) = invocation.invoke_async(&mut conn).await?;
         let jobs = pages
             .into_iter()
-            .map(record::job_from_pairs)
+            .map(|page| record::job_from_pairs(&page))
             .collect::<Result<Vec<_>>>()?;
         let next_page_token = match jobs.last() {
             Some(last) if more == 1 => Some(last.seq.to_string()),
@@ -806,18 +806,17 @@ impl Store {
     /// or running.
     pub async fn outcome(&self, jid: &JobId) -> Result<JobOutcome> {
         let mut conn = self.conn.get().await?;
-        let (fields, result): (std::collections::HashMap<String, String>, Option<String>) =
-            redis::pipe()
-                .cmd("HGETALL")
-                .arg(self.keys.job(jid))
-                .cmd("GET")
-                .arg(self.keys.result(jid))
-                .query_async(&mut conn)
-                .await?;
+        let (fields, result): (Vec<String>, Option<String>) = redis::pipe()
+            .cmd("HGETALL")
+            .arg(self.keys.job(jid))
+            .cmd("GET")
+            .arg(self.keys.result(jid))
+            .query_async(&mut conn)
+            .await?;
         if fields.is_empty() {
             return Err(Error::NotFound(*jid));
         }
-        let job = record::job_from_fields(&fields)?;
+        let job = record::job_from_pairs(&fields)?;
         if !job.status.is_terminal() {
             return Err(Error::NotReady {
                 jid: *jid,
@@ -825,7 +824,8 @@ impl Store {
             });
         }
         // A small result lives in the job hash (see finish.lua).
-        let result = match (job.status, fields.get("result").cloned().or(result)) {
+        let inline = record::field(&fields, "result").map(str::to_owned);
+        let result = match (job.status, inline.or(result)) {
             (JobStatus::Success, Some(json)) => Some(
                 serde_json::from_str(&json)
                     .map_err(|err| Error::Corrupt(format!("result of job {jid}: {err}")))?,
@@ -863,7 +863,7 @@ impl Store {
             return Err(Error::NotFound(*jid));
         }
         let outcome = reply.remove(0);
-        let job = record::job_from_pairs(reply)?;
+        let job = record::job_from_pairs(&reply)?;
         match outcome.as_str() {
             "finished" => Err(Error::AlreadyFinished {
                 jid: *jid,

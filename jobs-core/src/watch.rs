@@ -194,7 +194,7 @@ impl HubConnection {
         let channel = message.get_channel_name();
         let job = serde_json::from_slice::<Vec<String>>(message.get_payload_bytes())
             .map_err(|err| crate::Error::Corrupt(err.to_string()))
-            .and_then(record::job_from_pairs);
+            .and_then(|fields| record::job_from_pairs(&fields));
         match job {
             Ok(job) => {
                 if let Some(watchers) = self.lock_routes().get(channel) {
