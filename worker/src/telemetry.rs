@@ -121,12 +121,6 @@ where
 /// halved what a request span costs the API (BENCHMARKS.md).
 struct LogFields;
 
-/// Whether `field` is an OpenTelemetry attribute, which the log leaves out.
-fn for_traces_only(field: &tracing::field::Field) -> bool {
-    let name = field.name();
-    name.starts_with("otel.") || name.starts_with("http.") || name.starts_with("rpc.")
-}
-
 impl<'writer> tracing_subscriber::fmt::FormatFields<'writer> for LogFields {
     fn format_fields<R: tracing_subscriber::field::RecordFields>(
         &self,
@@ -234,10 +228,14 @@ impl tracing::field::Visit for LogVisitor<'_> {
     }
 }
 
-/// Fields the log never shows: attributes for traces, and the `log.*`
-/// metadata of records from the `log` crate (already in the line's prefix).
+/// Fields the log never shows: OpenTelemetry attributes, which are for
+/// traces, and the `log.*` metadata of records from the `log` crate (already
+/// in the line's prefix).
 fn left_out(field: &tracing::field::Field) -> bool {
-    for_traces_only(field) || field.name().starts_with("log.")
+    let name = field.name();
+    ["otel.", "http.", "rpc.", "log."]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
 }
 
 /// Whether a record holds any field the log keeps.
@@ -245,7 +243,7 @@ struct AnyLogged(bool);
 
 impl tracing::field::Visit for AnyLogged {
     fn record_debug(&mut self, field: &tracing::field::Field, _: &dyn std::fmt::Debug) {
-        self.0 |= !for_traces_only(field);
+        self.0 |= !left_out(field);
     }
 }
 
