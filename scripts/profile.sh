@@ -134,6 +134,23 @@ top_symbols() {
     | grep '%' | head -"$2" | cut -c1-110 || true
 }
 per() { awk -v t="$1" -v n="$2" -v h="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / h / n * 1e6}'; }
+# Queues N sum jobs through the API, with no worker running.
+enqueue() {
+  "$STATE/.venv/bin/python" "$PEERS_DIR/harness/http_enqueue.py" "$N" --base "http://$HTTP" \
+    --jid-file "$STATE/profile-jids.txt" >/dev/null 2>&1
+}
+# Returns once N jobs have succeeded, polling every $1 s (one redis-cli, not
+# one process per poll: spawning them costs a core).
+until_drained() {
+  redis-cli -p "$PORT" -r -1 -i "$1" zcard profile:status:SUCCESS | awk -v n="$N" '$1 >= n {exit}' || true
+}
+# Dumps the callgrind counts of process $1, started with
+# --callgrind-out-file=$STATE/$2 and not dumped before (the dump is $2.1),
+# and prints the instructions it ran.
+callgrind_total() {
+  callgrind_control -d "$1" >/dev/null 2>&1
+  awk '/^summary:/ {print $2}' "$STATE/$2.1"
+}
 
 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
 redis=$!; pids+=("$redis")
@@ -148,8 +165,7 @@ for _ in $(seq 100); do curl -s -o /dev/null "$HTTP/healthz" && break; sleep 0.2
 
 case "$MODE" in
 drain)
-  "$STATE/.venv/bin/python" "$PEERS_DIR/harness/http_enqueue.py" "$N" --base "http://$HTTP" \
-    --jid-file "$STATE/profile-jids.txt" >/dev/null 2>&1
+  enqueue
   redis-cli -p "$PORT" config resetstat >/dev/null
   if [ -n "${PERF:-}" ]; then
     perf record -q -e cpu-clock -F 4999 -p "$redis" -o "$STATE/profile-redis.perf" 2>/dev/null &
@@ -170,8 +186,7 @@ drain)
     perf record -q -e cpu-clock -F 4999 -p "$worker" -o "$STATE/profile-worker.perf" 2>/dev/null &
     worker_recorder=$!; pids+=("$worker_recorder")
   fi
-  # One redis-cli polling, not one process per poll: spawning them costs a core.
-  redis-cli -p "$PORT" -r -1 -i 0.005 zcard profile:status:SUCCESS | awk -v n="$N" '$1 >= n {exit}' || true
+  until_drained 0.005
   t1=$(date +%s.%N); r1=$(cpu_ticks "$redis"); w1=$(cpu_ticks "$worker")
   # Times the worker's threads went to sleep (to wait for Redis, or for work).
   switches=$(cat "/proc/$worker"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}')
@@ -318,25 +333,20 @@ instructions)
   q0=$(queued)
   wrk -t1 -c"$connections" -d"${SECS:-10}"s -s "$lua" "http://$HTTP/jobs" >/dev/null 2>&1
   q1=$(queued)
-  callgrind_control -d "$api" >/dev/null 2>&1
-  out=$(ls "$STATE"/callgrind.api.* | head -1)
-  total=$(awk '/^summary:/ {print $2}' "$out")
+  total=$(callgrind_total "$api" callgrind.api)
   echo "instructions: $((q1 - q0)) POSTs at $connections connections, jobs-api ran" \
-    "$((total / (q1 - q0))) instructions per POST in user space (callgrind: $out)"
+    "$((total / (q1 - q0))) instructions per POST in user space (callgrind: $STATE/callgrind.api.1)"
   ;;
 drain-instructions)
-  "$STATE/.venv/bin/python" "$PEERS_DIR/harness/http_enqueue.py" "$N" --base "http://$HTTP" \
-    --jid-file "$STATE/profile-jids.txt" >/dev/null 2>&1
+  enqueue
   rm -f "$STATE"/callgrind.worker*
   JOBS_WORKER_CONCURRENCY=${CONCURRENCY:-64} JOBS_WORKER_METRICS_ADDR=off valgrind --tool=callgrind \
     --callgrind-out-file="$STATE/callgrind.worker" "$WORKER" 2>/dev/null &
   worker=$!; pids+=("$worker")
-  redis-cli -p "$PORT" -r -1 -i 0.05 zcard profile:status:SUCCESS | awk -v n="$N" '$1 >= n {exit}' || true
-  callgrind_control -d "$worker" >/dev/null 2>&1
-  out=$(ls "$STATE"/callgrind.worker.* | head -1)
-  total=$(awk '/^summary:/ {print $2}' "$out")
+  until_drained 0.05
+  total=$(callgrind_total "$worker" callgrind.worker)
   echo "drain-instructions: $N jobs, jobs-worker ran $((total / N)) instructions per job in user space," \
-    "its start included (callgrind: $out)"
+    "its start included (callgrind: $STATE/callgrind.worker.1)"
   ;;
 *) echo "$USAGE" >&2; exit 2 ;;
 esac
