@@ -18,6 +18,9 @@ enum Class<'a> {
     Precondition,
     /// Redis cannot serve now; the message says why in the client's terms.
     Unavailable(&'static str),
+    /// A write whose answer was lost: it may have been made. Not "try
+    /// again", which would make a second job.
+    Unconfirmed,
     /// A fault of the server's: the details are in the log only.
     Internal,
 }
@@ -31,6 +34,10 @@ fn classify(err: &Error) -> Class<'_> {
         Error::Unavailable(cause) => {
             tracing::warn!(%cause, "Redis unavailable");
             Class::Unavailable(UNAVAILABLE)
+        }
+        Error::Unconfirmed(cause) => {
+            tracing::warn!(%cause, "Redis did not confirm a write");
+            Class::Unconfirmed
         }
         Error::UnsupportedRedis { .. } => {
             tracing::error!(error = %err, "the job store cannot be used");
@@ -51,6 +58,8 @@ pub(crate) fn status(err: impl Into<Error>) -> Status {
         Class::NotFound => Status::not_found(err.to_string()),
         Class::Precondition => Status::failed_precondition(err.to_string()),
         Class::Unavailable(message) => Status::unavailable(message),
+        // gRPC's code for "may have completed even so".
+        Class::Unconfirmed => Status::deadline_exceeded(UNCONFIRMED),
         Class::Internal => Status::internal(INTERNAL),
     }
 }
@@ -65,11 +74,16 @@ pub(crate) fn problem(err: impl Into<Error>) -> Problem {
         Class::NotFound => Problem::new(StatusCode::NOT_FOUND, err.to_string()),
         Class::Precondition => Problem::new(StatusCode::CONFLICT, err.to_string()),
         Class::Unavailable(message) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, message),
+        // Redis is the upstream that did not answer in time.
+        Class::Unconfirmed => Problem::new(StatusCode::GATEWAY_TIMEOUT, UNCONFIRMED),
         Class::Internal => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL),
     }
 }
 
 const UNAVAILABLE: &str = "the job store (Redis) is unavailable; try again shortly";
+const UNCONFIRMED: &str = "the job store (Redis) did not confirm the write in time: it may \
+     have been made. Retry with the same idempotency key to be sure it is made once; without \
+     one, look for it before trying again";
 const UNSUPPORTED: &str =
     "the job store (Redis) is a version this server does not support; the server log names it";
 const INTERNAL: &str = "internal error; the server log has the details";

@@ -264,6 +264,20 @@ impl Dataset {
         })
     }
 
+    /// Checks that Redis answers on both of the dataset's connections. A
+    /// connection that dropped (Redis restarted) fails its next command and
+    /// reconnects after it: pinging each regularly spends that failure on
+    /// the ping, not on a client's call.
+    pub async fn ping(&self) -> Result<()> {
+        async fn ping(connection: &LazyConnection) -> Result<()> {
+            let mut conn = connection.get().await?;
+            Ok(redis::cmd("PING").query_async::<()>(&mut conn).await?)
+        }
+        // Both, whatever the first says: each has its own connection to mend.
+        let (conn, bulk) = tokio::join!(ping(&self.conn), ping(&self.bulk));
+        conn.and(bulk)
+    }
+
     /// Stores every record of `load` in one transaction and returns their
     /// ids, in load order.
     pub async fn load(&self, load: &NewRecords) -> Result<Vec<RecordId>> {
@@ -295,7 +309,9 @@ impl Dataset {
             }
             zadd.ignore();
         }
-        pipe.query_async::<()>(&mut conn).await?;
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|err| Error::from(err).of_write())?;
         tracing::debug!(count, "dataset records loaded");
         Ok(load.ids().cloned().collect())
     }

@@ -1,5 +1,7 @@
 //! One error type for the crate; the server maps it to gRPC and HTTP in one place.
 
+use redis::{ErrorKind, ServerErrorKind};
+
 use crate::{JobId, JobStatus, RecordId};
 
 /// What can go wrong in a jobs-core operation.
@@ -30,9 +32,16 @@ pub enum Error {
         /// Its terminal status.
         status: JobStatus,
     },
-    /// Redis cannot be reached (refused, timed out, or the connection dropped).
+    /// Redis cannot serve now: it cannot be reached (refused, timed out, or
+    /// the connection dropped), or it answered that it cannot serve yet
+    /// (still loading its data, failing over, out of memory).
     #[error("Redis is unavailable: {0}")]
     Unavailable(#[source] redis::RedisError),
+    /// A write was sent to Redis but its answer was lost (it timed out, or
+    /// the connection dropped): it may or may not have been made. Retrying
+    /// it is safe only where it is idempotent (an idempotency key).
+    #[error("Redis did not confirm the write, which may have been made: {0}")]
+    Unconfirmed(#[source] redis::RedisError),
     /// Redis answered with an error.
     #[error("Redis command failed: {0}")]
     Redis(#[source] redis::RedisError),
@@ -55,9 +64,33 @@ pub enum Error {
 }
 
 impl Error {
-    /// True when the operation may succeed if tried again later (Redis down).
+    /// True when the operation may succeed if tried again later (Redis down,
+    /// or not serving yet).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::Unavailable(_))
+    }
+
+    /// Whether the failed command may have run in Redis: true when its
+    /// answer was lost (a timeout, a dropped connection) or unreadable;
+    /// false when Redis was never reached or answered with an error (which
+    /// a script raises before its first write, or, part-way, keeping the
+    /// writes it made).
+    pub fn may_have_run(&self) -> bool {
+        match self {
+            Error::Unavailable(err) | Error::Redis(err) => answer_lost(err),
+            Error::Unconfirmed(_) | Error::Corrupt(_) => true,
+            _ => false,
+        }
+    }
+
+    /// This error, for a write that is not idempotent: an unavailable Redis
+    /// that may have run it becomes [`Error::Unconfirmed`], so that its
+    /// caller is not told to simply try again.
+    pub(crate) fn of_write(self) -> Self {
+        match self {
+            Error::Unavailable(err) if answer_lost(&err) => Error::Unconfirmed(err),
+            other => other,
+        }
     }
 
     /// The same error again, for each of several callers one failure
@@ -65,6 +98,7 @@ impl Error {
     pub(crate) fn duplicate(&self) -> Self {
         match self {
             Error::Unavailable(err) => Error::Unavailable(err.clone()),
+            Error::Unconfirmed(err) => Error::Unconfirmed(err.clone()),
             Error::Redis(err) => Error::Redis(err.clone()),
             Error::UnsupportedRedis { found } => Error::UnsupportedRedis {
                 found: found.clone(),
@@ -81,12 +115,39 @@ impl From<redis::RedisError> for Error {
             || err.is_timeout()
             || err.is_connection_dropped()
             || err.is_unrecoverable_error()
+            || is_passing_state(&err)
         {
             Error::Unavailable(err)
         } else {
             Error::Redis(err)
         }
     }
+}
+
+/// Whether a command that failed with `err` may have reached Redis, its
+/// answer lost on the way back: neither refused at connect nor answered with
+/// an error.
+fn answer_lost(err: &redis::RedisError) -> bool {
+    !(err.is_connection_refusal()
+        || matches!(err.kind(), ErrorKind::Server(_) | ErrorKind::Extension))
+}
+
+/// Whether Redis answered that it cannot serve the command yet, a state that
+/// passes by itself: loading its data after a restart (LOADING), a failover
+/// under way (TRYAGAIN, MASTERDOWN, CLUSTERDOWN, READONLY: a primary turned
+/// replica), or out of memory until keys expire or the limit is raised
+/// (OOM, which redis-rs knows only by its code).
+fn is_passing_state(err: &redis::RedisError) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::ReadOnly
+        )
+    ) || err.code() == Some("OOM")
 }
 
 /// A request that is not valid, naming the offending field.
@@ -135,6 +196,41 @@ impl ValidationError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn server_error(kind: ServerErrorKind) -> redis::RedisError {
+        redis::RedisError::from((ErrorKind::Server(kind), "from the server"))
+    }
+
+    #[test]
+    fn a_redis_that_cannot_serve_yet_is_unavailable() {
+        for kind in [
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::MasterDown,
+            ServerErrorKind::ClusterDown,
+            ServerErrorKind::ReadOnly,
+        ] {
+            let err = Error::from(server_error(kind));
+            assert!(err.is_unavailable(), "{kind:?}: {err:?}");
+            assert!(!err.may_have_run(), "{kind:?}");
+        }
+        let oom = redis::make_extension_error("OOM".to_owned(), Some("no memory".to_owned()));
+        assert!(Error::from(oom).is_unavailable());
+    }
+
+    #[test]
+    fn a_command_redis_refuses_for_good_is_a_failed_command() {
+        for kind in [ServerErrorKind::ResponseError, ServerErrorKind::NoPerm] {
+            let err = Error::from(server_error(kind));
+            assert!(matches!(err, Error::Redis(_)), "{kind:?}: {err:?}");
+            assert!(!err.may_have_run(), "{kind:?}");
+        }
+        let timeout = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer",
+        ));
+        assert!(Error::from(timeout).may_have_run());
+    }
 
     #[test]
     fn an_error_within_a_batch_names_the_item() {

@@ -164,6 +164,9 @@ pub struct Recovered {
     pub requeued: u64,
     /// Jobs whose lease lapsed on their last attempt, ended ERROR.
     pub failed: u64,
+    /// Jobs whose lease lapsed after their cancellation was requested,
+    /// ended CANCELLED rather than queued again.
+    pub cancelled: u64,
     /// Finished jobs past their retention, deleted with their index entries.
     pub forgotten: u64,
 }
@@ -234,7 +237,9 @@ impl Queue {
     /// Claims up to `max` jobs, marking them RUNNING for this worker. When
     /// none is queued, waits up to `block` for one; returns an empty list if
     /// none came. The same as [`Self::claim_ready`], then, if that found
-    /// nothing, [`Self::claim_waiting`].
+    /// nothing, [`Self::claim_waiting`]. A job claimed whose stored data
+    /// this version cannot read is not returned: it is ended ERROR, saying
+    /// so.
     pub async fn claim(&self, max: usize, block: Duration) -> Result<Vec<Claimed>> {
         let claimed = self.claim_ready(max).await?;
         if !claimed.is_empty() {
@@ -337,7 +342,8 @@ impl Queue {
     }
 
     /// Runs the claim script: over `delivered` entries, or over up to `max`
-    /// new ones it reads itself when `delivered` is empty.
+    /// new ones it reads itself when `delivered` is empty. Ends the jobs it
+    /// cannot read as ERROR (one more round trip, only then).
     async fn mark(&self, max: usize, delivered: &[(String, String)]) -> Result<Vec<Claimed>> {
         let mut invocation = scripts::CLAIM.key(self.keys.queue());
         invocation
@@ -352,7 +358,41 @@ impl Queue {
         }
         let mut conn = self.conn.clone();
         let rows: Vec<String> = invocation.invoke_async(&mut conn).await?;
-        rows.iter().map(|row| claimed_from_row(row)).collect()
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        // Row by row: every job in the reply is already RUNNING, so one this
+        // worker cannot read (written by a newer release, say) must not
+        // strand the others until their leases lapse.
+        for row in &rows {
+            match claimed_from_row(row) {
+                Ok(claim) => claimed.push(claim),
+                Err(err) => match lease_from_row(row) {
+                    Some(lease) => {
+                        tracing::error!(%err, jid = %lease.jid, "cannot read a claimed job: ending it as ERROR");
+                        let problem = match err {
+                            Error::Corrupt(detail) => detail,
+                            other => other.to_string(),
+                        };
+                        unreadable.push(Finished {
+                            lease,
+                            outcome: Outcome::Error(format!(
+                                "the job's stored data is unreadable by this worker: {problem}"
+                            )),
+                        });
+                    }
+                    None => {
+                        tracing::error!(%err, "cannot read a claimed job, nor its lease: left to recovery")
+                    }
+                },
+            }
+        }
+        if !unreadable.is_empty() {
+            // If this fails too, the leases lapse and recovery takes the jobs.
+            if let Err(err) = self.finish(&unreadable).await {
+                tracing::error!(%err, jobs = unreadable.len(), "cannot end unreadable jobs: left to recovery");
+            }
+        }
+        Ok(claimed)
     }
 
     /// Records how attempts ended, all in one atomic step, and acknowledges
@@ -455,8 +495,16 @@ impl Queue {
         let run = || async {
             let mut conn = self.conn.clone();
             let mut total = Recovered::default();
+            let mut cursor = String::from("0-0");
             for _ in 0..MAX_CALLS {
-                let (requeued, failed, forgotten, more): (u64, u64, u64, u8) = scripts::RECOVER
+                let (requeued, failed, forgotten, more, next, cancelled): (
+                    u64,
+                    u64,
+                    u64,
+                    u8,
+                    String,
+                    u64,
+                ) = scripts::RECOVER
                     .key(self.keys.queue())
                     .key(self.keys.retention())
                     .key(self.keys.index())
@@ -466,11 +514,14 @@ impl Queue {
                     .arg(self.keys.prefix())
                     .arg(self.lease_ms())
                     .arg(self.settings.retention.job_ms())
+                    .arg(&cursor)
                     .invoke_async(&mut conn)
                     .await?;
                 total.requeued += requeued;
                 total.failed += failed;
                 total.forgotten += forgotten;
+                total.cancelled += cancelled;
+                cursor = next;
                 if more == 0 {
                     break;
                 }
@@ -527,9 +578,82 @@ fn claimed_from_row(row: &str) -> Result<Claimed> {
     Ok(Claimed { job, lease })
 }
 
+/// The lease of a claim row [`claimed_from_row`] cannot read, from its
+/// first fields (entry id, jid, attempts, lease token), so that its job can
+/// still be ended; `None` if even those are unreadable.
+fn lease_from_row(row: &str) -> Option<Lease> {
+    let mut parts = record::NulSeparated::new(row);
+    let entry_id = parts.next().filter(|id| !id.is_empty())?;
+    let jid = JobId::parse(parts.next()?).ok()?;
+    let attempt = parts.next()?.parse().ok()?;
+    let token = parts.next()?.parse().ok()?;
+    Some(Lease {
+        entry_id: entry_id.to_owned(),
+        jid,
+        attempt,
+        token,
+    })
+}
+
 /// How many entries a worker acknowledges between trims of the queue: the
 /// entries of one stream node (Redis's `stream-node-max-entries` default).
 const TRIM_EVERY: usize = 100;
 
 /// The longest a blocking read waits; the worker asks for less.
 const MAX_BLOCK: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test fails loudly on the first broken assumption
+
+    use jobs_testkit::TestRedis;
+
+    use super::*;
+    use crate::{JobStatus, NewJob, Store};
+
+    async fn queue(redis: &TestRedis, consumer: &str, lease: Duration) -> Queue {
+        let config = RedisConfig::new(redis.url(), redis.prefix());
+        let settings = QueueSettings {
+            lease,
+            ..QueueSettings::default()
+        };
+        Queue::connect(&config, consumer, settings).await.unwrap()
+    }
+
+    /// A worker paused between its blocking read and its claim, for longer
+    /// than a lease: recovery queues the job again under a new entry, and the
+    /// late claim must not take it over the dead entry.
+    #[tokio::test]
+    async fn a_delivery_recovered_meanwhile_is_not_taken_late() {
+        let redis = TestRedis::start();
+        let store = Store::connect(&RedisConfig::new(redis.url(), redis.prefix()))
+            .await
+            .unwrap();
+        let lease = Duration::from_millis(300);
+        let paused = queue(&redis, "paused-worker", lease).await;
+        let alive = queue(&redis, "live-worker", lease).await;
+        let jid = store
+            .create(&NewJob::parse(1, 3, "sum", None).unwrap())
+            .await
+            .unwrap()
+            .job
+            .jid;
+
+        let delivered = paused.wait(1, Duration::from_millis(50)).await.unwrap();
+        assert_eq!(delivered.len(), 1);
+        tokio::time::sleep(lease + Duration::from_millis(100)).await;
+        assert_eq!(alive.recover().await.unwrap().requeued, 1);
+
+        assert!(paused.mark(1, &delivered).await.unwrap().is_empty());
+        let taken = alive.claim_ready(1).await.unwrap();
+        assert_eq!(taken.len(), 1, "the job waits under its new entry");
+        assert_eq!(taken[0].job.jid, jid);
+        assert_eq!(store.get(&jid).await.unwrap().status, JobStatus::Running);
+        let finished = Finished {
+            lease: taken[0].lease.clone(),
+            outcome: crate::Outcome::Success(6.into()),
+        };
+        assert_eq!(alive.finish(&[finished]).await.unwrap(), [true]);
+        assert_eq!(store.get(&jid).await.unwrap().status, JobStatus::Success);
+    }
+}

@@ -669,7 +669,26 @@ impl Store {
             prepared.push(job);
         }
         let mut conn = self.conn.get().await?;
-        let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
+        let reply: Vec<redis::Value> = match invocation.invoke_async(&mut conn).await {
+            Ok(reply) => reply,
+            // The connection had dropped (Redis restarted since the last
+            // call, say), and the manager now opens another. The call may
+            // or may not have gone out: sent again with the same jids, it
+            // creates the jobs, or is refused as a duplicate if the first
+            // went through, and then they are read back.
+            Err(err) if err.is_connection_dropped() => {
+                let mut conn = self.conn.get().await?;
+                match invocation.invoke_async(&mut conn).await {
+                    Ok(reply) => reply,
+                    Err(again) if again.code() == Some("DUPLICATE") => {
+                        return self.read_back(&prepared).await.map(Saved::Jobs);
+                    }
+                    // Whether the first call ran is still unknown.
+                    Err(_) => return Err(Error::from(err).of_write()),
+                }
+            }
+            Err(err) => return Err(Error::from(err).of_write()),
+        };
         let mut reply = reply.into_iter();
         let outcome: String = create_reply(reply.next())?;
         let second: String = create_reply(reply.next())?;
@@ -704,6 +723,19 @@ impl Store {
             })
             .collect::<Result<_>>()
             .map(Saved::Jobs)
+    }
+
+    /// The jobs a create stored, read back: for a call that went through
+    /// although its answer was lost.
+    async fn read_back(&self, prepared: &[Prepared]) -> Result<Vec<Created>> {
+        let mut created = Vec::with_capacity(prepared.len());
+        for job in prepared {
+            created.push(Created {
+                job: self.get(&job.jid).await?,
+                replayed: false,
+            });
+        }
+        Ok(created)
     }
 
     /// What the store adds to a submission: its id and the defaults.

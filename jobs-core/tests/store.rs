@@ -388,6 +388,120 @@ async fn cancelling_a_running_job_flags_it_for_its_worker() {
     assert_eq!(done.error.as_deref(), Some("cancelled by request"));
 }
 
+/// Whether `jid` is in the index of `status`.
+fn indexed(redis: &TestRedis, status: &str, jid: &jobs_core::JobId) -> bool {
+    members(redis, &format!("status:{status}")).contains(&jid.to_string())
+}
+
+#[tokio::test]
+async fn a_job_cancelled_while_it_ran_is_never_queued_again() {
+    let redis = TestRedis::start();
+    let (store, queue) = setup(&redis).await;
+    let failed = Outcome::Failed {
+        error: "boom".into(),
+        retry_in: Duration::ZERO,
+    };
+    // An attempt that fails with attempts left, or is handed back at
+    // shutdown, would queue the job again.
+    for (outcome, recorded) in [
+        (failed, AttemptOutcome::Failed),
+        (
+            Outcome::Released("shutting down".into()),
+            AttemptOutcome::Release,
+        ),
+    ] {
+        let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+        let lease = take_one(&queue).await;
+        assert_eq!(
+            store.cancel(&job.jid).await.unwrap().status,
+            JobStatus::Running
+        );
+        let ended = Finished { lease, outcome };
+        assert_eq!(queue.finish(&[ended]).await.unwrap(), [true]);
+
+        let done = store.get(&job.jid).await.unwrap();
+        assert_eq!(done.status, JobStatus::Cancelled, "{recorded:?}");
+        assert_eq!(done.error.as_deref(), Some("cancelled by request"));
+        assert!(done.end_time.is_some());
+        assert_eq!(done.history.len(), 1);
+        assert_eq!(done.history[0].outcome, recorded);
+        assert!(indexed(&redis, "CANCELLED", &job.jid));
+        assert!(!indexed(&redis, "QUEUED", &job.jid));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            queue.claim_ready(10).await.unwrap().is_empty(),
+            "{recorded:?}"
+        );
+    }
+    assert_eq!(pending(&redis), 0);
+}
+
+#[tokio::test]
+async fn a_job_cancelled_while_its_worker_died_is_not_queued_again() {
+    let redis = TestRedis::start();
+    let (store, _) = setup(&redis).await;
+    let lease = Duration::from_millis(300);
+    let dead = queue_with_lease(&redis, "dead-worker", lease).await;
+    let alive = queue_with_lease(&redis, "live-worker", lease).await;
+    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+    take_one(&dead).await;
+    assert_eq!(
+        store.cancel(&job.jid).await.unwrap().status,
+        JobStatus::Running
+    );
+
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let recovered = alive.recover().await.unwrap();
+    assert_eq!((recovered.requeued, recovered.cancelled), (0, 1));
+    let done = store.get(&job.jid).await.unwrap();
+    assert_eq!(done.status, JobStatus::Cancelled);
+    assert_eq!(done.error.as_deref(), Some("cancelled by request"));
+    assert_eq!(done.history[0].outcome, AttemptOutcome::Lost);
+    assert!(indexed(&redis, "CANCELLED", &job.jid));
+    assert!(alive.claim_ready(10).await.unwrap().is_empty());
+    assert_eq!(pending(&redis), 0);
+}
+
+/// XAUTOCLAIM looks at ten times its COUNT (100) pending entries per call:
+/// a dead worker's entry behind a thousand live ones is found only if
+/// recovery goes on from where the last call stopped.
+#[tokio::test]
+async fn recovery_finds_a_dead_entry_behind_a_thousand_live_ones() {
+    let redis = TestRedis::start();
+    let (store, _) = setup(&redis).await;
+    let short = Duration::from_millis(300);
+    let live = queue_with_lease(&redis, "live-worker", Duration::from_secs(60)).await;
+    let dead = queue_with_lease(&redis, "dead-worker", short).await;
+    let rescuer = queue_with_lease(&redis, "rescuer", short).await;
+    create_numbered(&store, 1000).await;
+    let held: Vec<_> = live
+        .claim_ready(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|claimed| claimed.lease)
+        .collect();
+    assert_eq!(held.len(), 1000);
+    let lost = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+    take_one(&dead).await;
+
+    tokio::time::sleep(short + Duration::from_millis(100)).await;
+    // Renewing re-claims the live entries: only the dead one is idle.
+    assert!(
+        live.renew(&held)
+            .await
+            .unwrap()
+            .iter()
+            .all(|ack| *ack == LeaseAck::Held)
+    );
+    let recovered = rescuer.recover().await.unwrap();
+    assert_eq!(recovered.requeued, 1);
+    assert_eq!(
+        store.get(&lost.jid).await.unwrap().status,
+        JobStatus::Queued
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_redis_is_reported_as_unavailable_promptly() {
     let config = RedisConfig::new(
@@ -413,6 +527,40 @@ async fn an_unreachable_redis_is_reported_as_unavailable_promptly() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_unconfirmed_or_sent_again() {
+    let redis = TestRedis::private();
+    let mut config = RedisConfig::new(redis.url(), redis.prefix());
+    config.redis_timeout_ms = 300;
+    let store = Store::connect(&config).await.unwrap();
+    // Redis has the script from now on: a frozen Redis is sent the call
+    // itself.
+    submit(&store, NewJob::parse(1, 2, "sum", None).unwrap()).await;
+
+    redis.freeze(true);
+    let err = store
+        .create(&NewJob::parse(1, 2, "sum", None).unwrap())
+        .await
+        .unwrap_err();
+    redis.freeze(false);
+    // The create reached Redis and ran once it resumed: telling the
+    // client to try again would have made a second job.
+    assert!(matches!(err, Error::Unconfirmed(_)), "{err:?}");
+    assert!(!err.is_unavailable());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(members(&redis, "status:QUEUED").len(), 2);
+
+    // After a restart, the first create goes out on a dropped connection,
+    // and is sent again on a new one: exactly one job, and no error.
+    let mut restarted = TestRedis::private_persistent();
+    let config = RedisConfig::new(restarted.url(), restarted.prefix());
+    let store = Store::connect(&config).await.unwrap();
+    submit(&store, NewJob::parse(1, 2, "sum", None).unwrap()).await;
+    restarted.restart();
+    submit(&store, NewJob::parse(1, 2, "sum", None).unwrap()).await;
+    assert_eq!(members(&restarted, "status:QUEUED").len(), 2);
 }
 
 /// Creates a job that must be accepted.

@@ -66,6 +66,18 @@ impl TestRedis {
         }
     }
 
+    /// Suspends (`true`) or resumes (`false`) the private server's process,
+    /// as a hung Redis would be: connections stay open, nothing is answered.
+    pub fn freeze(&self, frozen: bool) {
+        let server = self.server.as_ref().expect("freeze needs a private server");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &server.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} the test Redis");
+    }
+
     /// Starts a stopped persistent server again on the same port and data.
     pub fn restart(&mut self) {
         let (port, dir) = self

@@ -82,7 +82,7 @@ impl Default for WorkerMetrics {
     fn default() -> Self {
         let reclaims = Family::default();
         // Shown at zero from the start, so a rate over them is defined.
-        for outcome in ["requeued", "failed"] {
+        for outcome in ["requeued", "failed", "cancelled"] {
             let _ = reclaims.get_or_create(&ReclaimLabels { outcome });
         }
         Self {
@@ -187,6 +187,7 @@ impl WorkerMetrics {
         for (outcome, count) in [
             ("requeued", recovered.requeued),
             ("failed", recovered.failed),
+            ("cancelled", recovered.cancelled),
         ] {
             if count > 0 {
                 self.reclaims
@@ -310,6 +311,7 @@ mod tests {
         metrics.reclaimed(jobs_core::Recovered {
             requeued: 2,
             failed: 0,
+            cancelled: 1,
             forgotten: 5,
         });
         let text = render(&registry).unwrap();
@@ -320,6 +322,7 @@ mod tests {
             "jobs_run_duration_seconds_count{kind=\"sum\"} 1",
             "jobs_run_duration_seconds_bucket{le=\"0.008\",kind=\"sum\"} 1",
             "jobs_lease_reclaims_total{outcome=\"requeued\"} 2",
+            "jobs_lease_reclaims_total{outcome=\"cancelled\"} 1",
             "jobs_outcomes_refused_total 0",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");

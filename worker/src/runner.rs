@@ -18,6 +18,12 @@
 //! tasks: lease renewal (all leases in one call), recovery of jobs whose
 //! worker died, and a listener that stops the handlers of cancelled jobs.
 //!
+//! An outcome a write failed to record, whatever the error, goes to the
+//! recorder to be written again after a pause; its lease is renewed
+//! meanwhile (for one lease at most, so that one Redis never takes lets its
+//! job go), and it is given up, logged, only once the lease is gone, when
+//! Redis would refuse it anyway.
+//!
 //! Shutdown: the loop stops claiming; jobs in flight get the grace period;
 //! what is still running then is stopped and handed back to the queue, so
 //! another worker takes it at once instead of after its lease.
@@ -28,7 +34,7 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use std::panic::AssertUnwindSafe;
@@ -68,21 +74,79 @@ pub(crate) enum Stop {
     Released,
 }
 
-/// One attempt in flight: its lease and the means to stop it.
+/// One attempt in flight, from its claim until its outcome is recorded: its
+/// lease and the means to stop it.
 #[derive(Debug)]
 pub(crate) struct Attempt {
     lease: Lease,
     token: CancellationToken,
     stop: Mutex<Option<Stop>>,
+    clock: Mutex<LeaseClock>,
+}
+
+/// An attempt's lease by this process's clock.
+#[derive(Debug, Clone, Copy)]
+struct LeaseClock {
+    /// When the lease lapses at the latest, unless renewed again: the end
+    /// of the last call that may have taken or renewed it, plus one lease
+    /// (Redis set the lapse during that call, by its own clock).
+    lapses_by: Instant,
+    /// When the handler ended, once it has; its outcome then waits to be
+    /// recorded.
+    ended: Option<Instant>,
 }
 
 impl Attempt {
-    fn new(lease: Lease) -> Self {
+    /// An attempt whose lease of `length` was taken by a call that has just
+    /// returned.
+    fn new(lease: Lease, length: Duration) -> Self {
         Self {
             lease,
             token: CancellationToken::new(),
             stop: Mutex::new(None),
+            clock: Mutex::new(LeaseClock {
+                lapses_by: Instant::now() + length,
+                ended: None,
+            }),
         }
+    }
+
+    fn clock(&self) -> std::sync::MutexGuard<'_, LeaseClock> {
+        self.clock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A call that may have renewed the lease, to `length`, has just
+    /// returned.
+    fn renewed(&self, length: Duration) {
+        let mut clock = self.clock();
+        clock.lapses_by = clock.lapses_by.max(Instant::now() + length);
+    }
+
+    /// The handler has ended: what is left is to record the outcome.
+    fn end(&self) {
+        self.clock().ended = Some(Instant::now());
+    }
+
+    /// Whether the handler is still running.
+    fn is_running(&self) -> bool {
+        self.clock().ended.is_none()
+    }
+
+    /// Whether the lease should be renewed: while the handler runs, and for
+    /// one lease after, while its outcome waits to be recorded. No longer,
+    /// so that an outcome Redis never takes stops holding the job: its
+    /// lease lapses, the outcome is given up, and recovery queues the job
+    /// again.
+    fn wants_renewal(&self, length: Duration) -> bool {
+        self.clock()
+            .ended
+            .is_none_or(|ended| ended.elapsed() < length)
+    }
+
+    /// Whether the lease is certainly gone (lapsed, or found lost), so that
+    /// Redis would refuse the outcome.
+    fn is_lost(&self) -> bool {
+        Instant::now() > self.clock().lapses_by || self.stopped() == Some(Stop::Lost)
     }
 
     pub(crate) fn lease(&self) -> &Lease {
@@ -107,10 +171,37 @@ impl Attempt {
     }
 }
 
+/// The attempts this worker holds, from their claim until their outcome is
+/// recorded (or given up), by job. A job whose lease this worker lost can
+/// come back to it while the lost attempt unwinds: the newer attempt then
+/// takes the job's place, and the older one must not remove it, see
+/// [`forget`].
 type Running = Arc<Mutex<HashMap<JobId, Arc<Attempt>>>>;
 
 fn lock(running: &Running) -> std::sync::MutexGuard<'_, HashMap<JobId, Arc<Attempt>>> {
     running.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Drops the attempts of `leases` from `running`, each only if it is still
+/// the job's entry (not a later attempt at the same job).
+fn forget<'a>(running: &Running, leases: impl IntoIterator<Item = &'a Lease>) {
+    let mut running = lock(running);
+    for lease in leases {
+        if running
+            .get(&lease.jid())
+            .is_some_and(|attempt| attempt.lease() == lease)
+        {
+            running.remove(&lease.jid());
+        }
+    }
+}
+
+/// Whether an outcome of `lease` could still be recorded: its attempt is
+/// the job's entry and the lease may not have lapsed yet.
+fn may_still_hold(running: &Running, lease: &Lease) -> bool {
+    lock(running)
+        .get(&lease.jid())
+        .is_some_and(|attempt| attempt.lease() == lease && !attempt.is_lost())
 }
 
 pub(crate) struct Runner {
@@ -157,6 +248,7 @@ impl Runner {
         let recorder = tokio::spawn(record_outcomes(
             self.queue.clone(),
             outbox.clone(),
+            self.running.clone(),
             self.metrics.clone(),
         ));
         let helpers = [
@@ -192,7 +284,12 @@ impl Runner {
         }
         let drained = tokio::time::timeout(self.grace, self.slots.acquire_many(all)).await;
         if drained.is_err() {
-            let running: Vec<_> = lock(&self.running).values().cloned().collect();
+            // Not the attempts that only wait for their outcome's record.
+            let running: Vec<_> = lock(&self.running)
+                .values()
+                .filter(|attempt| attempt.is_running())
+                .cloned()
+                .collect();
             tracing::info!(
                 jobs = running.len(),
                 "grace period over: handing jobs back to the queue"
@@ -247,8 +344,9 @@ impl Runner {
                     self.queue.claim_ready(slots.len())
                 )
             };
-            if let Err(outcomes) = report_recorded(outcomes, recorded, &self.metrics) {
-                outbox.put_back(outcomes);
+            if let Err(outcomes) = report_recorded(outcomes, recorded, &self.running, &self.metrics)
+            {
+                outbox.retry_later(outcomes);
             }
             let claimed = match claimed {
                 Ok(claimed) if claimed.is_empty() => {
@@ -382,6 +480,7 @@ impl Runner {
         let handler = self.registry.get(&job.kind);
         let running = self.running.clone();
         let queue = self.queue.clone();
+        let lease_length = queue.settings().lease;
         let retry = self.retry;
         let span = tracing::info_span!("job", jid = %job.jid, kind = %job.kind, attempt = lease.attempt(), trace_id = tracing::field::Empty);
         // The attempt joins the trace of the call that submitted the job.
@@ -396,7 +495,7 @@ impl Runner {
             let (jid, timeout) = (job.jid, job.timeout);
             let last_attempt = lease.attempt() >= job.max_attempts;
             let started = std::time::Instant::now();
-            let attempt = Arc::new(Attempt::new(lease.clone()));
+            let attempt = Arc::new(Attempt::new(lease.clone(), lease_length));
             lock(&running).insert(jid, attempt.clone());
             let ended = match handler {
                 None => Ended::Failed(format!(
@@ -422,7 +521,9 @@ impl Runner {
                     }
                 }
             };
-            lock(&running).remove(&jid);
+            // The attempt stays in `running`, its lease renewed, until its
+            // outcome is recorded.
+            attempt.end();
             counts.observe_run(started.elapsed());
             // A handler that gave up because it was told to stop did not fail.
             let ended = match ended {
@@ -452,6 +553,7 @@ impl Runner {
                     Some(Stop::Lost) => {
                         tracing::warn!("lease lost: stopped, nothing recorded");
                         counts.leases_lost.inc();
+                        forget(&running, [&lease]);
                         return;
                     }
                     Some(Stop::Cancelled) | None => {
@@ -492,10 +594,12 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Finished attempts waiting to be recorded. Whoever takes them records
-/// them: a claim loop, with its next claim, or the recorder.
+/// them: a claim loop, with its next claim, or the recorder. Those a write
+/// failed to record are the recorder's alone, to write again after a pause.
 #[derive(Debug, Default)]
 struct Outbox {
     pending: Mutex<Vec<Finished>>,
+    retrying: Mutex<Vec<Finished>>,
     /// How many claim loops will send the outbox with their next claim,
     /// soon; while any will, the recorder leaves it alone.
     senders: AtomicUsize,
@@ -539,13 +643,29 @@ impl Outbox {
         }
     }
 
-    /// Returns outcomes a failed write did not record, oldest first.
-    fn put_back(&self, mut outcomes: Vec<Finished>) {
-        let mut pending = self.pending();
-        outcomes.append(&mut pending);
-        *pending = outcomes;
-        drop(pending);
+    fn retrying(&self) -> std::sync::MutexGuard<'_, Vec<Finished>> {
+        self.retrying.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands outcomes a failed write did not record to the recorder, which
+    /// writes them again after a pause (the claim loops would at once).
+    fn retry_later(&self, mut outcomes: Vec<Finished>) {
+        self.retrying().append(&mut outcomes);
         self.wake_recorder.notify_one();
+    }
+
+    /// Up to `max` of the outcomes to write again, oldest first.
+    fn take_retrying(&self, max: usize) -> Vec<Finished> {
+        let mut retrying = self.retrying();
+        let taken = retrying.len().min(max);
+        retrying.drain(..taken).collect()
+    }
+
+    /// Whether every outcome is recorded (or given up) and no more will come.
+    fn is_done(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+            && self.pending().is_empty()
+            && self.retrying().is_empty()
     }
 
     fn take(&self, max: usize) -> Vec<Finished> {
@@ -600,15 +720,21 @@ impl BlockingTurn {
 }
 
 /// Logs and counts the outcomes a finish refused (their lease was no longer
-/// this worker's). Gives the outcomes back when the write failed for a
-/// reason that may pass, so they are written later: nothing is dropped for
-/// a passing outage.
+/// this worker's), and lets go of the attempts written. When the write
+/// failed, gives back the outcomes whose lease may still hold, whatever the
+/// error, to be written again: none is dropped while Redis could still take
+/// it. Those whose lease is gone are given up, logged: Redis would refuse
+/// them, and recovery queues their jobs again.
 fn report_recorded(
     outcomes: Vec<Finished>,
     recorded: jobs_core::Result<Vec<bool>>,
+    running: &Running,
     metrics: &WorkerMetrics,
 ) -> Result<(), Vec<Finished>> {
-    match recorded {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let err = match recorded {
         Ok(recorded) => {
             for (finished, recorded) in outcomes.iter().zip(recorded) {
                 if !recorded {
@@ -620,55 +746,114 @@ fn report_recorded(
                     );
                 }
             }
-            Ok(())
+            forget(running, outcomes.iter().map(|finished| &finished.lease));
+            return Ok(());
         }
-        Err(err) if err.is_unavailable() => {
-            tracing::warn!(%err, jobs = outcomes.len(), "cannot record outcomes yet");
-            Err(outcomes)
+        Err(err) => err,
+    };
+    let (kept, lost): (Vec<_>, Vec<_>) = outcomes
+        .into_iter()
+        .partition(|finished| may_still_hold(running, &finished.lease));
+    for finished in &lost {
+        tracing::error!(
+            %err,
+            jid = %finished.lease.jid(),
+            attempt = finished.lease.attempt(),
+            "giving up an outcome that cannot be recorded: its lease has lapsed"
+        );
+    }
+    forget(running, lost.iter().map(|finished| &finished.lease));
+    if kept.is_empty() {
+        return Ok(());
+    }
+    if err.is_unavailable() {
+        tracing::warn!(%err, jobs = kept.len(), "cannot record outcomes yet");
+    } else {
+        tracing::error!(%err, jobs = kept.len(), "cannot record outcomes; trying again while their leases hold");
+    }
+    Err(kept)
+}
+
+/// Writes the outbox while the claim loop does not, and the outcomes a
+/// write failed to record, after a pause, until the outbox is closed and
+/// empty.
+async fn record_outcomes(
+    queue: Queue,
+    outbox: Arc<Outbox>,
+    running: Running,
+    metrics: WorkerMetrics,
+) {
+    let mut backoff = Backoff::default();
+    loop {
+        if outbox.retrying().is_empty() {
+            outbox.wake_recorder.notified().await;
         }
-        Err(err) => {
-            tracing::error!(%err, jobs = outcomes.len(), "cannot record outcomes");
-            Ok(())
+        // A write just failed: give Redis a moment.
+        if !outbox.retrying().is_empty() {
+            tokio::time::sleep(backoff.next()).await;
+        }
+        loop {
+            let mut batch = outbox.take_retrying(MAX_BATCH);
+            if batch.is_empty() {
+                if !outbox.recorder_writes() {
+                    break;
+                }
+                // Attempts that end together: let the others land too, so
+                // they share this call.
+                tokio::task::yield_now().await;
+                batch = outbox.take(MAX_BATCH);
+            }
+            if batch.is_empty() {
+                break;
+            }
+            match write_outcomes(&queue, batch, &running, &metrics).await {
+                Ok(()) => backoff.reset(),
+                Err(failed) => {
+                    outbox.retry_later(failed);
+                    break;
+                }
+            }
+        }
+        if outbox.is_done() {
+            return;
         }
     }
 }
 
-/// Writes the outbox while the claim loop does not, until it is closed and
-/// empty. Retries while Redis is unavailable.
-async fn record_outcomes(queue: Queue, outbox: Arc<Outbox>, metrics: WorkerMetrics) {
-    let mut backoff = Backoff::default();
-    loop {
-        outbox.wake_recorder.notified().await;
-        loop {
-            if !outbox.recorder_writes() {
-                break;
-            }
-            // Attempts that end together: let the others land too, so they
-            // share this call.
-            tokio::task::yield_now().await;
-            let batch = outbox.take(MAX_BATCH);
-            if batch.is_empty() {
-                break;
-            }
-            let recorded = queue.finish(&batch).await;
-            match report_recorded(batch, recorded, &metrics) {
-                Ok(()) => backoff.reset(),
-                Err(batch) => {
-                    outbox.put_back(batch);
-                    tokio::time::sleep(backoff.next()).await;
-                }
-            }
+/// Records a batch of outcomes; gives back those to try again. When Redis
+/// refused the batch other than for being unavailable, each is tried alone:
+/// one outcome it can never take must not hold back the others.
+async fn write_outcomes(
+    queue: &Queue,
+    batch: Vec<Finished>,
+    running: &Running,
+    metrics: &WorkerMetrics,
+) -> Result<(), Vec<Finished>> {
+    let recorded = queue.finish(&batch).await;
+    let refused_as_a_batch =
+        matches!(&recorded, Err(err) if !err.is_unavailable()) && batch.len() > 1;
+    if !refused_as_a_batch {
+        return report_recorded(batch, recorded, running, metrics);
+    }
+    let mut failed = Vec::new();
+    for finished in batch {
+        let recorded = queue.finish(std::slice::from_ref(&finished)).await;
+        if let Err(mut again) = report_recorded(vec![finished], recorded, running, metrics) {
+            failed.append(&mut again);
         }
-        if outbox.closed.load(Ordering::SeqCst) && outbox.pending().is_empty() {
-            return;
-        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed)
     }
 }
 
 /// Renews every lease this worker holds, in one call, three times per lease
 /// period; stops the attempts whose lease is lost or whose job is cancelled.
 async fn renew_leases(queue: Queue, running: Running, finished: CancellationToken) {
-    let every = queue.settings().lease / 3;
+    let length = queue.settings().lease;
+    let every = length / 3;
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -676,7 +861,11 @@ async fn renew_leases(queue: Queue, running: Running, finished: CancellationToke
             () = finished.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let attempts: Vec<_> = lock(&running).values().cloned().collect();
+        let attempts: Vec<_> = lock(&running)
+            .values()
+            .filter(|attempt| attempt.wants_renewal(length))
+            .cloned()
+            .collect();
         if attempts.is_empty() {
             continue;
         }
@@ -685,14 +874,25 @@ async fn renew_leases(queue: Queue, running: Running, finished: CancellationToke
             Ok(acks) => {
                 for (attempt, ack) in attempts.iter().zip(acks) {
                     match ack {
-                        LeaseAck::Held => {}
-                        LeaseAck::CancelRequested => attempt.stop(Stop::Cancelled),
+                        LeaseAck::Held => attempt.renewed(length),
+                        LeaseAck::CancelRequested => {
+                            attempt.renewed(length);
+                            attempt.stop(Stop::Cancelled);
+                        }
                         LeaseAck::Lost => attempt.stop(Stop::Lost),
                     }
                 }
             }
             // The leases may lapse if this lasts; fencing then refuses late writes.
-            Err(err) => tracing::warn!(%err, jobs = leases.len(), "cannot renew leases"),
+            Err(err) => {
+                tracing::warn!(%err, jobs = leases.len(), "cannot renew leases");
+                // Its answer lost, the renewal may have gone through.
+                if err.may_have_run() {
+                    for attempt in &attempts {
+                        attempt.renewed(length);
+                    }
+                }
+            }
         }
     }
 }

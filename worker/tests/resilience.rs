@@ -5,86 +5,15 @@
 
 mod support;
 
-use support::{store, wait_for, worker_binary};
+use support::{Worker, store, wait_for};
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use jobs_core::{AttemptOutcome, JobId, JobStatus, NewJob, Store};
-use jobs_testkit::{Spawned, TestRedis};
-
-/// A `jobs-worker` process whose log goes to a file the test can read.
-struct Worker {
-    child: Spawned,
-    log: PathBuf,
-}
-
-impl Worker {
-    fn start(redis: &TestRedis, name: &str, env: &[(&str, &str)]) -> Self {
-        let log = std::env::temp_dir().join(format!("{}-{name}.log", redis.prefix()));
-        // No metrics endpoint (worker_binary's default): several run at once.
-        let mut command = worker_binary(redis);
-        command
-            .env("JOBS_WORKER_NAME", name)
-            .env("RUST_LOG", "jobs_worker=debug,jobs_core=info")
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        Self {
-            child: Spawned::new(command.spawn().unwrap()),
-            log,
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        self.child.signal(signal);
-    }
-
-    fn kill(mut self) -> String {
-        self.signal("-KILL");
-        self.child.wait().unwrap();
-        self.read_log()
-    }
-
-    /// SIGTERM, then wait (bounded) for a clean exit.
-    fn terminate(mut self) -> String {
-        self.signal("-TERM");
-        let status = self.exit_within(Duration::from_secs(20));
-        assert!(status.success(), "the worker exited with {status}");
-        self.read_log()
-    }
-
-    /// Waits until the process exits; fails the test after `limit`.
-    fn exit_within(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the worker did not stop:\n{}",
-                self.read_log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn read_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // The process itself goes with `child` (Spawned).
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
+use jobs_testkit::TestRedis;
 
 async fn submit(store: &Store, new: NewJob) -> JobId {
     store.create(&new).await.unwrap().job.jid

@@ -9,8 +9,9 @@
 -- ARGV[4]  key prefix
 -- ARGV[5]  lease length in milliseconds
 -- ARGV[6..] pairs (entry id, jid) that a blocking XREADGROUP already
---           delivered to this consumer; when absent the script reads new
---           entries itself (XREADGROUP without BLOCK is allowed in a script)
+--           delivered to this consumer (those no longer pending to it are
+--           skipped); when absent the script reads new entries itself
+--           (XREADGROUP without BLOCK is allowed in a script)
 --
 -- First, retries whose backoff has passed go back on the stream. Job hashes,
 -- indexes and channels are derived from the prefix, because the jids are
@@ -46,7 +47,17 @@ end
 local entries = {}
 if #ARGV > 5 then
   for i = 6, #ARGV, 2 do
-    entries[#entries + 1] = {ARGV[i], ARGV[i + 1]}
+    -- The read that delivered this entry may be a lease old by now (a paused
+    -- worker, a slow reply), and recovery may since have queued its job again
+    -- under a new entry and deleted this one: then the job is not this
+    -- worker's to take, and taking it would leave it RUNNING with no pending
+    -- entry for recovery to find. Only an entry still pending to this
+    -- consumer is taken; any other is left alone (acknowledging one pending
+    -- elsewhere would take it from its holder).
+    local id = ARGV[i]
+    if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, '1', ARGV[2]) > 0 then
+      entries[#entries + 1] = {id, ARGV[i + 1]}
+    end
   end
 else
   local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2],

@@ -7,6 +7,12 @@ local function clock()
     tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The error a job cancelled at a client's request carries (store.rs's
+-- CANCEL_REASON, which cancel.lua is given): here for a job whose
+-- cancellation was requested while it ran and which would otherwise be
+-- queued again.
+local CANCELLED_BY_REQUEST = 'cancelled by request'
+
 -- The count after `text` (absent counts as 0), as a string. A Lua number
 -- given to redis.call is formatted as a float ('%.14g'), which costs twice
 -- what an integer format does; claims and finishes do this for every job.

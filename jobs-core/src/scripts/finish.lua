@@ -28,10 +28,12 @@
 -- it, and a finished job never changes again. An attempt that ends the job
 -- is recorded in the hash's own fields (`outcome`, `end_time`, `error`; its
 -- `worker` and `start_time` are already there); one after which the job is
--- queued again is appended to `history`. Work shared by the batch (index
--- moves, acknowledgements, the watcher check) is one command for all
--- attempts; a change is published only on channels someone is subscribed to, and
--- looked for only while an API process keeps `{prefix}:watching`.
+-- queued again is appended to `history` (if its cancellation was requested
+-- meanwhile, the job ends CANCELLED there instead of running again). Work
+-- shared by the batch (index moves, acknowledgements, the watcher check) is
+-- one command for all attempts; a change is published only on channels
+-- someone is subscribed to, and looked for only while an API process keeps
+-- `{prefix}:watching`.
 --
 -- Returns an array with one integer per attempt: 1 when recorded, 0 when the
 -- job was not this lease's to change.
@@ -90,8 +92,10 @@ for i = 6, #ARGV, 6 do
       redis.call('HSET', key, 'status', ends, 'end_time', now, 'outcome', outcome,
         'error', payload, 'version', version)
     else
-      -- Queued again: now (RELEASE) or after the backoff (FAILED).
-      local past = redis.call('HMGET', key, 'worker', 'start_time', 'history')
+      -- Queued again: now (RELEASE) or after the backoff (FAILED); or, when
+      -- its cancellation was asked for while this attempt ran, ended
+      -- CANCELLED instead, as cancel.lua ends a queued job.
+      local past = redis.call('HMGET', key, 'worker', 'start_time', 'history', 'cancel')
       local number = tonumber(attempts)
       local entry = {number = number, worker = past[1], start_time = past[2],
         end_time = now, outcome = outcome, error = payload}
@@ -102,7 +106,10 @@ for i = 6, #ARGV, 6 do
       redis.call('HSET', key, 'status', 'QUEUED', 'progress', 0, 'attempts', attempts,
         'history', with_attempt(past[3], entry), 'version', version)
       redis.call('HDEL', key, 'lease_until', 'worker')
-      if outcome == 'FAILED' then
+      if past[4] == '1' then
+        ends = 'CANCELLED'
+        redis.call('HSET', key, 'status', ends, 'end_time', now, 'error', CANCELLED_BY_REQUEST)
+      elseif outcome == 'FAILED' then
         redis.call('HSET', key, 'error', payload)
         delayed[#delayed + 1] = now_ms + tonumber(delay)
         delayed[#delayed + 1] = jid

@@ -13,28 +13,36 @@
 -- ARGV[3]  key prefix
 -- ARGV[4]  lease length in milliseconds (the idle time that marks a lapse)
 -- ARGV[5]  retention of a finished job, in milliseconds
+-- ARGV[6]  where to go on looking for lapsed entries: '0-0' at the start of
+--          a pass, then the cursor the previous call returned
 --
 -- An entry idle for longer than a lease belongs to a worker that stopped
 -- renewing. Its job, if still RUNNING with a lapsed lease, has its attempt
 -- recorded as lost and goes back on the queue under a new entry (the attempt
--- counts), or ends ERROR when it has no attempts left. A QUEUED job whose
+-- counts), or ends ERROR when it has no attempts left, or ends CANCELLED
+-- when its cancellation was requested while it ran. A QUEUED job whose
 -- entry was delivered but never taken is queued again. The old entry is
 -- acknowledged and deleted.
 --
--- Each call does a bounded amount of work (RECLAIM_AT_ONCE entries,
--- FORGET_AT_ONCE jobs) so that it never holds Redis for long; the caller
--- calls again while `more` says that one of them was reached.
+-- Each call does a bounded amount of work (RECLAIM_AT_ONCE entries claimed,
+-- of at most ten times as many pending entries looked at, as XAUTOCLAIM
+-- does; FORGET_AT_ONCE jobs) so that it never holds Redis for long; the
+-- caller calls again, from the cursor returned, while `more` says that work
+-- remains. Without the cursor, every call would look at the same first
+-- entries, and a dead worker's entries behind a thousand live ones would
+-- never be found.
 --
--- Returns {requeued, failed, forgotten, more}: jobs queued again, jobs ended
--- ERROR, finished jobs deleted (or found gone) after their retention and
--- removed from the indexes, and 1 when work remains.
+-- Returns {requeued, failed, forgotten, more, cursor, cancelled}: jobs
+-- queued again, jobs ended ERROR, finished jobs deleted (or found gone) after
+-- their retention and removed from the indexes, 1 when work remains, where
+-- the next call goes on looking, and jobs ended CANCELLED.
 
 local prefix = ARGV[3]
 local now, now_ms = clock()
-local requeued, failed, forgotten = 0, 0, 0
+local requeued, failed, forgotten, cancelled = 0, 0, 0, 0
 
 local RECLAIM_AT_ONCE = 100
-local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], '0-0',
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], ARGV[6],
   'COUNT', RECLAIM_AT_ONCE)
 for _, entry in ipairs(claimed[2]) do
   local id, fields = entry[1], entry[2]
@@ -46,7 +54,7 @@ for _, entry in ipairs(claimed[2]) do
   end
   local key = jid and (prefix .. ':job:' .. jid)
   local s = key and redis.call('HMGET', key, 'status', 'lease_until', 'seq',
-    'attempts', 'worker', 'start_time', 'history') or {}
+    'attempts', 'worker', 'start_time', 'history', 'cancel') or {}
   local lapsed = s[1] == 'RUNNING' and (not s[2] or tonumber(s[2]) < now_ms)
 
   if s[1] == 'RUNNING' and not lapsed then
@@ -70,9 +78,19 @@ for _, entry in ipairs(claimed[2]) do
         redis.call('HSET', key, 'status', 'QUEUED', 'progress', 0, 'error', err,
           'history', with_attempt(s[7], entry))
         redis.call('HDEL', key, 'lease_until', 'worker')
-        redis.call('ZADD', prefix .. ':status:QUEUED', s[3], jid)
-        redis.call('XADD', KEYS[1], '*', 'jid', jid)
-        requeued = requeued + 1
+        if s[8] == '1' then
+          -- Its cancellation was requested while it ran: it ends here, as
+          -- cancel.lua ends a queued job, and does not run again.
+          redis.call('HSET', key, 'status', 'CANCELLED', 'end_time', now,
+            'error', CANCELLED_BY_REQUEST)
+          redis.call('ZADD', prefix .. ':status:CANCELLED', s[3], jid)
+          redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), jid)
+          cancelled = cancelled + 1
+        else
+          redis.call('ZADD', prefix .. ':status:QUEUED', s[3], jid)
+          redis.call('XADD', KEYS[1], '*', 'jid', jid)
+          requeued = requeued + 1
+        end
       end
       redis.call('HINCRBY', key, 'version', 1)
       redis.call('PUBLISH', prefix .. ':events:' .. jid,
@@ -134,5 +152,8 @@ end
 -- few before a lull are trimmed here.
 trim_acknowledged(KEYS[1], ARGV[1])
 
-local more = (#claimed[2] == RECLAIM_AT_ONCE or due >= FORGET_AT_ONCE) and 1 or 0
-return {requeued, failed, forgotten, more}
+-- XAUTOCLAIM's cursor is back at the start when it has looked at every
+-- pending entry.
+local cursor = claimed[1]
+local more = (cursor ~= '0-0' or due >= FORGET_AT_ONCE) and 1 or 0
+return {requeued, failed, forgotten, more, cursor, cancelled}

@@ -4,12 +4,13 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::{
+    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use jobs_core::{Job, JobId, RedisConfig, Store};
-use jobs_testkit::TestRedis;
+use jobs_testkit::{Spawned, TestRedis};
 
 /// The `jobs-worker` binary against the test's Redis and prefix, with no
 /// metrics endpoint and its output discarded (a test may set either again).
@@ -55,4 +56,93 @@ pub async fn finished(store: &Store, jid: JobId) -> Job {
         job.status.is_terminal()
     })
     .await
+}
+
+/// A `jobs-worker` process whose log goes to a file the test can read.
+pub struct Worker {
+    pub child: Spawned,
+    log: PathBuf,
+}
+
+impl Worker {
+    /// Starts the binary as worker `name`, with `env` added to what
+    /// [`worker_binary`] sets.
+    pub fn start(redis: &TestRedis, name: &str, env: &[(&str, &str)]) -> Self {
+        let log = std::env::temp_dir().join(format!("{}-{name}.log", redis.prefix()));
+        // No metrics endpoint (worker_binary's default): several run at once.
+        let mut command = worker_binary(redis);
+        command
+            .env("JOBS_WORKER_NAME", name)
+            .env("RUST_LOG", "jobs_worker=debug,jobs_core=info")
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self {
+            child: Spawned::new(command.spawn().unwrap()),
+            log,
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        self.child.signal(signal);
+    }
+
+    pub fn kill(mut self) -> String {
+        self.signal("-KILL");
+        self.child.wait().unwrap();
+        self.read_log()
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn terminate(mut self) -> String {
+        self.signal("-TERM");
+        let status = self.exit_within(Duration::from_secs(20));
+        assert!(status.success(), "the worker exited with {status}");
+        self.read_log()
+    }
+
+    /// Waits until the process exits; fails the test after `limit`.
+    pub fn exit_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not stop:\n{}",
+                self.read_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn read_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (bounded by `limit`) until the log has a line containing
+    /// `text`.
+    pub async fn wait_for_log(&self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.read_log();
+            if log.contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the log never said {text:?}:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // The process itself goes with `child` (Spawned).
+        let _ = std::fs::remove_file(&self.log);
+    }
 }
