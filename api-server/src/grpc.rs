@@ -33,6 +33,9 @@ impl JobsGrpc {
     }
 }
 
+/// Why a watch ends before its job does.
+const SHUTTING_DOWN: &str = "the server is shutting down before the job ended; watch it again";
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchJobResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -139,16 +142,31 @@ impl pb::job_service_server::JobService for JobsGrpc {
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let jid = JobId::parse(&request.get_ref().jid).map_err(status)?;
-        let updates = self.store.watch(jid).await.map_err(status)?;
+        let updates = Box::pin(self.store.watch(jid).await.map_err(status)?);
         let shutdown = self.shutdown.clone();
-        let stream = updates
-            .map(|update| match update {
-                Ok(job) => Ok(pb::WatchJobResponse {
-                    job: Some(job.into()),
-                }),
-                Err(err) => Err(status(err)),
-            })
-            .take_until(async move { shutdown.cancelled().await });
+        // Until the job is terminal (the store's stream ends) or the server
+        // shuts down. The contract promises the first, so the second ends
+        // with an error: an OK end would tell the client the job is done.
+        let stream = futures_util::stream::unfold(Some(updates), move |updates| {
+            let shutdown = shutdown.clone();
+            async move {
+                let mut updates = updates?;
+                tokio::select! {
+                    // An update already there goes out before the shutdown.
+                    biased;
+                    update = updates.next() => {
+                        let item = match update? {
+                            Ok(job) => Ok(pb::WatchJobResponse {
+                                job: Some(job.into()),
+                            }),
+                            Err(err) => Err(status(err)),
+                        };
+                        Some((item, Some(updates)))
+                    }
+                    () = shutdown.cancelled() => Some((Err(Status::unavailable(SHUTTING_DOWN)), None)),
+                }
+            }
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 

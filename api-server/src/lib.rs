@@ -11,6 +11,8 @@
 //!   the request into domain values, call the store, convert back. No job
 //!   logic lives there.
 //! - `rest`: the REST gateway (axum): the same calls over HTTP/JSON.
+//! - `http`: serves the gateway's connections, with the header timeout
+//!   that bounds slow and idle clients.
 //! - `errors`: the one place where store errors become gRPC statuses and
 //!   HTTP problem responses.
 //! - `observe`: a span and metrics per request (REST middleware, gRPC tower
@@ -20,13 +22,13 @@ mod auth;
 mod data_grpc;
 mod errors;
 mod grpc;
+mod http;
 mod observe;
 mod rest;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use jobs_core::{Dataset, JobDefaults, RedisConfig, Retention, Store};
 use jobs_proto::pb::{
     data_service_server::DataServiceServer, job_service_server::JobServiceServer,
@@ -75,6 +77,20 @@ pub struct Config {
     /// dataset), in bytes; also the most a gRPC LoadData stream may send.
     #[arg(long, env = "JOBS_HTTP_DATA_BODY_LIMIT", default_value_t = 64 * 1024 * 1024)]
     pub http_data_body_limit: usize,
+
+    /// How long the REST gateway waits for a request's headers, in
+    /// milliseconds, and how long it keeps an idle connection open between
+    /// requests: a client that sends half a request, or nothing, cannot
+    /// hold a connection longer (slowloris).
+    #[arg(long, env = "JOBS_HTTP_HEADER_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_ms: u64,
+
+    /// How long the REST gateway waits for a request's whole body, in
+    /// milliseconds, before it answers 408 and closes the connection.
+    #[arg(long, env = "JOBS_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_body_timeout_ms: u64,
 
     /// Also run workers in this process (for a first look or local
     /// development; production runs `jobs-worker` processes).
@@ -147,7 +163,13 @@ pub async fn run(
     // service as unknown.
     let up = store.ping().await.is_ok();
     set_health(&health, up).await;
-    tokio::spawn(report_health(store.clone(), health, up, shutdown.clone()));
+    tokio::spawn(report_health(
+        store.clone(),
+        dataset.clone(),
+        health,
+        up,
+        shutdown.clone(),
+    ));
     let auth = auth::BearerToken::new(config.api_token.clone());
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(jobs_proto::FILE_DESCRIPTOR_SET)
@@ -179,6 +201,7 @@ pub async fn run(
         rest::BodyLimits {
             jobs: config.http_body_limit,
             data: config.http_data_body_limit,
+            timeout: Duration::from_millis(config.http_body_timeout_ms),
         },
         auth.clone(),
     )?;
@@ -203,15 +226,9 @@ pub async fn run(
             .context("gRPC server")
     };
     let http_server = async {
-        axum::serve(
-            http.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            }),
-            rest,
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("REST gateway")
+        let header_timeout = Duration::from_millis(config.http_header_timeout_ms);
+        http::serve(http, rest, header_timeout, shutdown.clone()).await;
+        anyhow::Ok(())
     };
     // Either failing stops both (try_join drops the other).
     tokio::try_join!(grpc_server, http_server)?;
@@ -245,9 +262,12 @@ async fn set_health(health: &tonic_health::server::HealthReporter, up: bool) {
 
 /// Keeps the gRPC health status in step with Redis: NOT_SERVING while Redis
 /// does not answer, so orchestrators route around the outage. `serving` is
-/// the status already reported.
+/// the status already reported. The dataset's connections are pinged too:
+/// one that dropped (Redis restarted) fails the next command sent on it,
+/// which should be a ping, not a client's call.
 async fn report_health(
     store: Store,
+    dataset: Dataset,
     health: tonic_health::server::HealthReporter,
     mut serving: bool,
     shutdown: CancellationToken,
@@ -257,7 +277,11 @@ async fn report_health(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
         }
-        let up = store.ping().await.is_ok();
+        let (store_ping, dataset_ping) = tokio::join!(store.ping(), dataset.ping());
+        let up = store_ping.is_ok();
+        if up && let Err(err) = dataset_ping {
+            tracing::debug!(%err, "a dataset connection did not answer the ping");
+        }
         if serving != up {
             set_health(&health, up).await;
             serving = up;

@@ -240,7 +240,13 @@ async fn an_array_with_an_idempotency_key_is_safe_to_repeat() {
     assert_eq!(first.json(), again.json());
     // The same key with other jobs is refused.
     let other = post(json!([{"start": 1, "end": 9}]).to_string()).await;
-    assert_eq!(other.problem(400)["field"], "[0].idempotency_key");
+    // It names the header the client sent, and the job whose key it was.
+    let problem = other.problem(400);
+    assert_eq!(problem["field"], "Idempotency-Key");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("job [0]"),
+        "{problem}"
+    );
     app.stop().await;
 }
 

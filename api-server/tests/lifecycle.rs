@@ -531,3 +531,74 @@ async fn cancelling_a_running_job_stops_its_handler_promptly() {
     assert_eq!(done.error, "cancelled by request");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_durations_are_refused_naming_the_field() {
+    let mut app = TestApp::start().await;
+    let with_timeout = |seconds: i64, nanos: i32| pb::CreateJobRequest {
+        start: 1,
+        end: 2,
+        timeout: Some(prost_types::Duration { seconds, nanos }),
+        ..Default::default()
+    };
+    // protobuf's Duration: nanos within ±999,999,999, with the sign of seconds.
+    for (seconds, nanos) in [
+        (1, -5),
+        (0, 1_500_000_000),
+        (0, -1_500_000_000),
+        (-1, 5),
+        (2, 1_000_000_000),
+    ] {
+        let err = app
+            .client
+            .create_job(with_timeout(seconds, nanos))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{seconds}s {nanos}ns");
+        assert!(
+            err.message().starts_with("timeout:"),
+            "{seconds}s {nanos}ns: {}",
+            err.message()
+        );
+        let err = app
+            .client
+            .create_jobs(pb::CreateJobsRequest {
+                jobs: vec![with_timeout(1, 0), with_timeout(seconds, nanos)],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().starts_with("jobs[1].timeout:"),
+            "{}",
+            err.message()
+        );
+    }
+    let listed = app
+        .client
+        .list_jobs(pb::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.jobs.is_empty(), "nothing was stored: {listed:?}");
+
+    // Well-formed ones still pass, a negative nanos with negative seconds
+    // being well-formed but not a positive timeout.
+    let job = app.client.create_job(with_timeout(1, 500_000_000)).await;
+    let job = job.unwrap().into_inner().job.unwrap();
+    assert_eq!(
+        job.timeout,
+        Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 500_000_000
+        })
+    );
+    let err = app
+        .client
+        .create_job(with_timeout(-1, -5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("timeout:"), "{}", err.message());
+    app.stop().await;
+}

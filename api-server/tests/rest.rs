@@ -497,3 +497,165 @@ async fn the_openapi_document_describes_every_route_and_its_errors() {
     assert!(document["components"]["schemas"]["Problem"].is_object());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn unknown_query_parameters_are_refused_naming_them_and_the_accepted_ones() {
+    let app = TestApp::start().await;
+    app.http_json("POST", "/jobs", json!({"start": 1, "end": 2}))
+        .await;
+    for (path, unknown, accepted) in [
+        (
+            "/jobs?stauts=ERROR",
+            "stauts",
+            &["status", "limit", "page_token"],
+        ),
+        (
+            "/jobs?page_size=1",
+            "page_size",
+            &["status", "limit", "page_token"],
+        ),
+        ("/jobs?limit=5&x", "x", &["status", "limit", "page_token"]),
+        ("/data?q=ada", "q", &["search", "limit", "page_token"]),
+    ] {
+        let problem = app.http("GET", path, None).await.problem(400);
+        assert_eq!(problem["field"], unknown, "{path}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("query parameter"), "{path}: {detail}");
+        for name in accepted {
+            assert!(detail.contains(name), "{path}: {detail} lacks {name}");
+        }
+    }
+    // The known ones still work.
+    let listed = app.http("GET", "/jobs?status=QUEUED&limit=1", None).await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json().as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.http("GET", "/data?search=x&limit=1", None).await.status,
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn errors_name_the_rest_inputs_not_the_grpc_fields() {
+    let app = TestApp::start().await;
+    let url = format!("{}/jobs", app.http_base());
+    let body = |text: &str| Some(("application/json", text.as_bytes().to_vec()));
+    for timeout in ["0", "86400001"] {
+        let text = format!(r#"{{"start": 1, "end": 2, "timeout_ms": {timeout}}}"#);
+        let problem = app.http("POST", "/jobs", body(&text)).await.problem(400);
+        assert_eq!(problem["field"], "timeout_ms", "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.starts_with("timeout_ms: "), "{detail}");
+        assert!(detail.contains(&format!("got {timeout})")), "{detail}");
+        // In an array, the element is named too.
+        let text = format!("[{text}]");
+        let problem = app.http("POST", "/jobs", body(&text)).await.problem(400);
+        assert_eq!(problem["field"], "[0].timeout_ms", "{problem}");
+    }
+
+    let long = "k".repeat(256);
+    let problem = support::http_request_with(
+        &url,
+        "POST",
+        &[("idempotency-key", &long)],
+        body(r#"{"start": 1, "end": 2}"#),
+    )
+    .await
+    .problem(400);
+    assert_eq!(problem["field"], "Idempotency-Key", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Idempotency-Key: "),
+        "{problem}"
+    );
+
+    // A key used for another job, alone and in an array.
+    for (first, second) in [
+        (r#"{"start": 1, "end": 2}"#, r#"{"start": 1, "end": 3}"#),
+        (r#"[{"start": 1, "end": 2}]"#, r#"[{"start": 1, "end": 3}]"#),
+    ] {
+        let key = (
+            "idempotency-key",
+            if first.starts_with('[') {
+                "many"
+            } else {
+                "one"
+            },
+        );
+        let created = support::http_request_with(&url, "POST", &[key], body(first)).await;
+        assert_eq!(created.status, 201);
+        let problem = support::http_request_with(&url, "POST", &[key], body(second))
+            .await
+            .problem(400);
+        assert_eq!(problem["field"], "Idempotency-Key", "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.starts_with("Idempotency-Key: "), "{detail}");
+        assert!(!detail.contains("idempotency_key"), "{detail}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_replays_the_key_and_the_token() {
+    let app = TestApp::start().await;
+    let document = app.http("GET", "/openapi.json", None).await.json();
+    let create = &document["paths"]["/jobs"]["post"];
+    assert!(
+        create["responses"]["200"]["content"]["application/json"].is_object(),
+        "the 200 of a replay: {create}"
+    );
+    let params = create["parameters"]
+        .as_array()
+        .expect("POST /jobs has parameters");
+    let key = params
+        .iter()
+        .find(|param| param["name"] == "Idempotency-Key")
+        .unwrap_or_else(|| panic!("no Idempotency-Key in {params:?}"));
+    assert_eq!(key["in"], "header");
+    assert_eq!(key["required"], false);
+    // Without a token, nothing answers 401.
+    assert!(create["responses"]["401"].is_null(), "{create}");
+    assert!(document["components"]["securitySchemes"].is_null());
+    app.stop().await;
+
+    let app = TestApp::start_with(&["--api-token", "s3cret"]).await;
+    let document = support::http_request_with(
+        &format!("{}/openapi.json", app.http_base()),
+        "GET",
+        &[("authorization", "Bearer s3cret")],
+        None,
+    )
+    .await
+    .json();
+    let scheme = &document["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http", "{document}");
+    assert_eq!(scheme["scheme"], "bearer");
+    let paths = &document["paths"];
+    for (path, method) in [
+        ("/jobs", "post"),
+        ("/jobs", "get"),
+        ("/jobs/{jid}", "delete"),
+        ("/data", "post"),
+        ("/openapi.json", "get"),
+    ] {
+        let operation = &paths[path][method];
+        assert!(
+            operation["responses"]["401"]["content"]["application/problem+json"].is_object(),
+            "{method} {path}: {operation}"
+        );
+        assert_eq!(
+            operation["security"][0]["bearer"],
+            json!([]),
+            "{method} {path}"
+        );
+    }
+    // The probes and the metrics stay open.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert!(paths[path]["get"]["responses"]["401"].is_null(), "{path}");
+        assert!(paths[path]["get"]["security"].is_null(), "{path}");
+    }
+    app.stop().await;
+}

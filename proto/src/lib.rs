@@ -130,14 +130,48 @@ impl TryFrom<pb::CreateJobRequest> for NewJob {
             job = job.with_max_attempts(request.max_attempts)?;
         }
         if let Some(timeout) = request.timeout {
-            let timeout = std::time::Duration::try_from(timeout)
-                .map_err(|_| ValidationError::new("timeout", "must be a positive duration"))?;
-            job = job.with_timeout(timeout)?;
+            job = job.with_timeout(positive_duration(timeout, "timeout")?)?;
         }
         if !request.idempotency_key.is_empty() {
             job = job.with_idempotency_key(&request.idempotency_key)?;
         }
         Ok(job)
+    }
+}
+
+/// The largest `nanos` of a well-formed `google.protobuf.Duration`.
+const MAX_DURATION_NANOS: i32 = 999_999_999;
+
+/// A `google.protobuf.Duration` that is well-formed and not negative, as a
+/// std `Duration`; the error names `field`. prost's own conversion
+/// normalises what the schema forbids (`{seconds: 1, nanos: -5}` becomes
+/// 0.999999995 s), which would run a job under a timeout nobody wrote.
+fn positive_duration(
+    duration: prost_types::Duration,
+    field: &str,
+) -> Result<std::time::Duration, ValidationError> {
+    let prost_types::Duration { seconds, nanos } = duration;
+    if !(-MAX_DURATION_NANOS..=MAX_DURATION_NANOS).contains(&nanos) {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "nanos must be from -999999999 to 999999999 (got {nanos}); \
+                 carry whole seconds in seconds"
+            ),
+        ));
+    }
+    if (seconds > 0 && nanos < 0) || (seconds < 0 && nanos > 0) {
+        return Err(ValidationError::new(
+            field,
+            format!("seconds ({seconds}) and nanos ({nanos}) must not have opposite signs"),
+        ));
+    }
+    match (u64::try_from(seconds), u32::try_from(nanos)) {
+        (Ok(seconds), Ok(nanos)) => Ok(std::time::Duration::new(seconds, nanos)),
+        _ => Err(ValidationError::new(
+            field,
+            format!("must not be negative (got {seconds} s and {nanos} ns)"),
+        )),
     }
 }
 
@@ -375,5 +409,30 @@ mod tests {
             value_to_json(nan, "params.n").unwrap_err().field(),
             "params.n"
         );
+    }
+
+    #[test]
+    fn only_well_formed_non_negative_durations_convert() {
+        let duration = |seconds, nanos| prost_types::Duration { seconds, nanos };
+        assert_eq!(
+            positive_duration(duration(1, 500_000_000), "timeout").unwrap(),
+            std::time::Duration::from_millis(1500)
+        );
+        assert_eq!(
+            positive_duration(duration(0, 999_999_999), "timeout").unwrap(),
+            std::time::Duration::new(0, 999_999_999)
+        );
+        for (seconds, nanos) in [
+            (1, -5),
+            (-1, 5),
+            (0, 1_000_000_000),
+            (0, -1_000_000_000),
+            (-1, 0),
+            (0, -1),
+            (-1, -5),
+        ] {
+            let err = positive_duration(duration(seconds, nanos), "jobs[2].timeout").unwrap_err();
+            assert_eq!(err.field(), "jobs[2].timeout", "{seconds} s {nanos} ns");
+        }
     }
 }

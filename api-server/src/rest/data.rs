@@ -85,6 +85,7 @@ pub(crate) struct DeletedJson {
 /// Which page of records to list, and what to search for.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ListParams {
     /// Only records with a string value (at any depth) that contains this
     /// text, ignoring case.
@@ -150,7 +151,7 @@ pub(crate) async fn load(
     responses(
         (status = 200, description = "The records, in load order", body = Vec<RecordJson>,
             headers(("Link" = String, description = "`</data?…>; rel=\"next\"`: the next page, when there is one"))),
-        (status = 400, description = "A bad limit or page token (the parameter is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A bad limit or page token, or an unknown parameter (the parameter is named)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]

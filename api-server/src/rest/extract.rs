@@ -16,10 +16,17 @@ use serde::{
 use super::Problem;
 
 /// A JSON request body. 415 unless the content type is JSON; 413 over the
-/// route's body limit; 400 for malformed JSON; 422 for JSON of the wrong
-/// shape (a wrong type, a missing or unknown field), naming the field.
+/// route's body limit; 408 when it has not all arrived within the
+/// [`BodyTimeout`]; 400 for malformed JSON; 422 for JSON of the wrong shape
+/// (a wrong type, a missing or unknown field), naming the field.
 #[derive(Debug)]
 pub(crate) struct Json<T>(pub(crate) T);
+
+/// How long a request body may take to arrive once its headers are in (a
+/// request extension). Without it, a client announcing 100 bytes and
+/// sending 10 would hold its connection for good.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub(crate) std::time::Duration);
 
 impl<S, T> FromRequest<S> for Json<T>
 where
@@ -35,19 +42,35 @@ where
                 "the request body must be JSON, sent with Content-Type: application/json",
             ));
         }
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                let status = rejection.status();
-                let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "the request body is larger than this route accepts \
-                     (JOBS_HTTP_BODY_LIMIT for /jobs, JOBS_HTTP_DATA_BODY_LIMIT for /data)"
-                        .to_owned()
-                } else {
-                    rejection.body_text()
-                };
-                Problem::new(status, detail)
-            })?;
+        let timeout = request
+            .extensions()
+            .get::<BodyTimeout>()
+            .map(|timeout| timeout.0);
+        let read = Bytes::from_request(request, state);
+        let read = match timeout {
+            Some(timeout) => tokio::time::timeout(timeout, read).await.map_err(|_| {
+                Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not all arrive within {} ms \
+                         (JOBS_HTTP_BODY_TIMEOUT_MS)",
+                        timeout.as_millis()
+                    ),
+                )
+            })?,
+            None => read.await,
+        };
+        let body = read.map_err(|rejection| {
+            let status = rejection.status();
+            let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "the request body is larger than this route accepts \
+                 (JOBS_HTTP_BODY_LIMIT for /jobs, JOBS_HTTP_DATA_BODY_LIMIT for /data)"
+                    .to_owned()
+            } else {
+                rejection.body_text()
+            };
+            Problem::new(status, detail)
+        })?;
         parse(&body).map(Json)
     }
 }
@@ -145,7 +168,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     }
 }
 
-/// Query parameters; a query that does not parse is a 400.
+/// Query parameters; a query that does not parse is a 400. With
+/// `#[serde(deny_unknown_fields)]` on `T`, an unknown parameter is a 400
+/// naming it and the ones the route takes, so a typo (`stauts=ERROR`) is
+/// not quietly ignored.
 #[derive(Debug)]
 pub(crate) struct Query<T>(pub(crate) T);
 
@@ -156,12 +182,30 @@ where
 {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(value)| Query(value))
-            .map_err(|rejection| Problem::new(StatusCode::BAD_REQUEST, rejection.body_text()))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(Query)
     }
+}
+
+fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Problem> {
+    serde_urlencoded::from_str(query).map_err(|err| {
+        let message = err.to_string();
+        let problem = match message.strip_prefix("unknown field ") {
+            // serde's words are about fields; a client sent parameters.
+            Some(rest) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown query parameter {rest}"),
+            ),
+            None => Problem::new(
+                StatusCode::BAD_REQUEST,
+                format!("bad query string: {message}"),
+            ),
+        };
+        match named_field(&message) {
+            Some(field) => problem.with_field(field),
+            None => problem,
+        }
+    })
 }
 
 /// Path parameters; a path that does not parse is a 400.
@@ -228,6 +272,30 @@ mod tests {
         let problem = parse::<Body>(br#"{}"#).unwrap_err();
         assert_eq!(problem.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(problem.field.as_deref(), Some("start"));
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Params {
+        status: Option<String>,
+        limit: Option<String>,
+    }
+
+    #[test]
+    fn unknown_and_repeated_query_parameters_are_named() {
+        let params: Params = parse_query("status=QUEUED&limit=2").unwrap();
+        assert_eq!(params.limit.as_deref(), Some("2"));
+        let problem = parse_query::<Params>("stauts=ERROR").unwrap_err();
+        assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(problem.field.as_deref(), Some("stauts"));
+        assert_eq!(
+            problem.detail,
+            "unknown query parameter `stauts`, expected `status` or `limit`"
+        );
+        let problem = parse_query::<Params>("limit=1&limit=2").unwrap_err();
+        assert_eq!(problem.field.as_deref(), Some("limit"));
+        assert!(problem.detail.contains("duplicate"), "{}", problem.detail);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::{
 use chrono::SecondsFormat;
 use jobs_core::{
     Job, JobId, JobOutcome, JobStatus, ListQuery, MAX_BATCH_JOBS, MAX_IDEMPOTENCY_KEY_BYTES,
-    NewJob, Params, Timestamp, TraceParent, integer_text,
+    MAX_TIMEOUT, NewJob, Params, Timestamp, TraceParent, ValidationError, integer_text,
 };
 use serde::{
     Deserialize, Deserializer, Serialize,
@@ -254,7 +254,7 @@ pub(crate) struct CreateJob {
 
 impl CreateJob {
     /// The job this body asks for; the error names the field.
-    fn parse(self) -> Result<NewJob, jobs_core::ValidationError> {
+    fn parse(self) -> Result<NewJob, ValidationError> {
         let mut new = NewJob::parse(
             self.start,
             self.end,
@@ -265,7 +265,19 @@ impl CreateJob {
             new = new.with_max_attempts(attempts)?;
         }
         if let Some(millis) = self.timeout_ms {
-            new = new.with_timeout(std::time::Duration::from_millis(millis))?;
+            // The domain's message is about a duration (`got 0ns`); this
+            // client wrote milliseconds, under another name.
+            new = new
+                .with_timeout(std::time::Duration::from_millis(millis))
+                .map_err(|_| {
+                    ValidationError::new(
+                        "timeout_ms",
+                        format!(
+                            "must be from 1 to {} milliseconds, a day (got {millis})",
+                            MAX_TIMEOUT.as_millis()
+                        ),
+                    )
+                })?;
         }
         Ok(new)
     }
@@ -335,6 +347,7 @@ impl From<JobOutcome> for ResultJson {
 /// Which page of jobs to list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ListParams {
     /// Only jobs with this status.
     #[param(value_type = Option<StatusFilter>)]
@@ -358,6 +371,31 @@ pub(crate) struct JidParam {
 
 /// The header that makes `POST /jobs` safe to repeat.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The idempotency key as errors name it: the header a REST client sent.
+const IDEMPOTENCY_KEY_FIELD: &str = "Idempotency-Key";
+
+/// The problem for a failed create. The domain and the store name the
+/// idempotency key by its gRPC field (`idempotency_key`, or
+/// `[3].idempotency_key` for a job of a batch); a REST client sent the
+/// header, so the problem names that, and the job of an array in words.
+fn create_problem(err: impl Into<jobs_core::Error>) -> Problem {
+    match err.into() {
+        jobs_core::Error::Invalid(invalid) if invalid.field().ends_with("idempotency_key") => {
+            let job = invalid
+                .field()
+                .strip_suffix("idempotency_key")
+                .and_then(|item| item.strip_suffix('.'))
+                .filter(|item| !item.is_empty());
+            let message = match job {
+                Some(job) => format!("{} (the key of job {job} of the array)", invalid.message()),
+                None => invalid.message().to_owned(),
+            };
+            problem(ValidationError::new(IDEMPOTENCY_KEY_FIELD, message))
+        }
+        err => problem(err),
+    }
+}
 
 fn parse_jid(text: &str) -> Result<JobId, Problem> {
     JobId::parse(text).map_err(problem)
@@ -458,10 +496,20 @@ pub(crate) enum Created {
 #[utoipa::path(
     post, path = "/jobs", operation_id = "create_job", tag = TAG_JOBS,
     request_body(content = CreateBody, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, max_length = 255,
+            description = "Makes the request safe to repeat: a repeat with the same key (within \
+                `JOBS_IDEMPOTENCY_TTL_SECS`) returns the job first created, with 200; the same key \
+                with another job is refused. 1 to 255 visible ASCII characters (for an array, 251, \
+                as job `i` gets the key `{key}#{i}`)."),
+    ),
     responses(
         (status = 201, description = "The job, queued; for an array, the array of jobs, in order", body = Created,
             headers(("Location" = String, description = "The job's URL, `/jobs/{jid}` (one job only)"))),
-        (status = 400, description = "Malformed JSON, or a value the job cannot take (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A repeat with the same Idempotency-Key: the job (or the array of jobs) \
+            first created, as it is now; nothing new was stored", body = Created,
+            headers(("Location" = String, description = "The job's URL, `/jobs/{jid}` (one job only)"))),
+        (status = 400, description = "Malformed JSON, a value the job cannot take, or a bad Idempotency-Key or one already used for another job (the field or header is named)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "JSON of the wrong shape: a wrong type, a missing or unknown field", body = Problem, content_type = "application/problem+json"),
@@ -476,8 +524,8 @@ pub(crate) async fn create(
     let key = match headers.get(IDEMPOTENCY_KEY) {
         None => None,
         Some(key) => Some(key.to_str().map_err(|_| {
-            problem(jobs_core::ValidationError::new(
-                "Idempotency-Key",
+            problem(ValidationError::new(
+                IDEMPOTENCY_KEY_FIELD,
                 "must be visible ASCII",
             ))
         })?),
@@ -499,12 +547,12 @@ async fn create_one(
 ) -> Result<Response, Problem> {
     let mut new = body.parse().map_err(problem)?;
     if let Some(key) = key {
-        new = new.with_idempotency_key(key).map_err(problem)?;
+        new = new.with_idempotency_key(key).map_err(create_problem)?;
     }
     if let Some(parent) = parent {
         new = new.with_trace_parent(parent);
     }
-    let created = state.store.create(&new).await.map_err(problem)?;
+    let created = state.store.create(&new).await.map_err(create_problem)?;
     let job = created.job;
     record_jid(&job.jid);
     if !created.replayed {
@@ -539,14 +587,14 @@ async fn create_many(
         .map_err(|err| Problem::new(StatusCode::BAD_REQUEST, err.message()))?;
     let mut batch = Vec::with_capacity(bodies.len());
     for (i, body) in bodies.into_iter().enumerate() {
-        let at = |err: jobs_core::ValidationError| problem(err.within(&format!("[{i}]")));
+        let at = |err: ValidationError| problem(err.within(&format!("[{i}]")));
         let mut new = body.parse().map_err(at)?;
         if let Some(key) = key {
             new = new
                 .with_idempotency_key(&format!("{key}#{i}"))
                 .map_err(|_| {
-                    problem(jobs_core::ValidationError::new(
-                        "Idempotency-Key",
+                    problem(ValidationError::new(
+                        IDEMPOTENCY_KEY_FIELD,
                         format!(
                             "with an array, must be 1 to {} bytes (each job's key is the \
                              header's value and `#` and its index)",
@@ -560,7 +608,11 @@ async fn create_many(
         }
         batch.push(new);
     }
-    let created = state.store.create_many(&batch).await.map_err(problem)?;
+    let created = state
+        .store
+        .create_many(&batch)
+        .await
+        .map_err(create_problem)?;
     let replayed = created.iter().all(|created| created.replayed);
     let mut jobs = Vec::with_capacity(created.len());
     for created in created {
@@ -589,7 +641,7 @@ async fn create_many(
     responses(
         (status = 200, description = "The jobs, newest first", body = Vec<JobJson>,
             headers(("Link" = String, description = "`</jobs?…>; rel=\"next\"`: the next page, when there is one"))),
-        (status = 400, description = "A bad status, limit or page token (the parameter is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A bad status, limit or page token, or an unknown parameter (the parameter is named)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]

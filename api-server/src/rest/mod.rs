@@ -61,13 +61,16 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The largest request bodies, in bytes.
+/// The largest request bodies, in bytes, and how long one may take to
+/// arrive.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyLimits {
     /// For `/jobs`.
     pub(crate) jobs: usize,
     /// For `/data`, which takes whole datasets.
     pub(crate) data: usize,
+    /// For any body, from when its headers are in.
+    pub(crate) timeout: std::time::Duration,
 }
 
 /// The OpenAPI document, serialised once at startup.
@@ -124,12 +127,16 @@ pub(crate) fn router(
 ) -> anyhow::Result<Router> {
     let (router, mut document) = api(limits).split_for_parts();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    if auth.is_required() {
+        require_bearer(&mut document);
+    }
     let document = OpenApiJson(Bytes::from(document.to_json()?));
     let observer = state.observer.clone();
     Ok(router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(document))
+        .layer(Extension(extract::BodyTimeout(limits.timeout)))
         .layer(axum::middleware::from_fn(move |request, next| {
             let auth = auth.clone();
             require_token(auth, request, next)
@@ -141,17 +148,71 @@ pub(crate) fn router(
         .with_state(state))
 }
 
-/// With a token configured, every route but the probes and `/metrics` needs
-/// `authorization: Bearer <token>`. Scrapers often cannot send a token, and
-/// the metrics hold counts, never job data; keep the port private if even
-/// those must not leak.
+/// The routes that need no token even when one is configured: the probes
+/// and `/metrics`. Scrapers often cannot send a token, and the metrics hold
+/// counts, never job data; keep the port private if even those must not
+/// leak.
+const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// Documents the bearer token a configured server asks for: the scheme, and
+/// on every operation but those of [`OPEN_PATHS`] the requirement and its
+/// 401. Only then, so the document of an open server promises no 401.
+fn require_bearer(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        ContentBuilder, Ref, RefOr, ResponseBuilder,
+        security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
+    };
+    const SCHEME: &str = "bearer";
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            SCHEME,
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    let refused = ResponseBuilder::new()
+        .description(
+            "The bearer token is missing or wrong (`Authorization: Bearer <JOBS_API_TOKEN>`)",
+        )
+        .content(
+            problem::PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    for (path, item) in &mut document.paths.paths {
+        if OPEN_PATHS.contains(&path.as_str()) {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.security = Some(vec![SecurityRequirement::new(SCHEME, Vec::<String>::new())]);
+            operation
+                .responses
+                .responses
+                .insert("401".to_owned(), RefOr::T(refused.clone()));
+        }
+    }
+}
+
+/// With a token configured, every route but [`OPEN_PATHS`] needs
+/// `authorization: Bearer <token>`.
 async fn require_token(
     auth: crate::auth::BearerToken,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let probe = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    let probe = OPEN_PATHS.contains(&request.uri().path());
     let header = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -216,7 +277,12 @@ fn next_link(
 /// The OpenAPI document, for tests and tools.
 #[cfg(test)]
 pub(crate) fn openapi_document() -> utoipa::openapi::OpenApi {
-    api(BodyLimits { jobs: 1, data: 1 }).into_openapi()
+    api(BodyLimits {
+        jobs: 1,
+        data: 1,
+        timeout: std::time::Duration::from_secs(1),
+    })
+    .into_openapi()
 }
 
 #[cfg(test)]

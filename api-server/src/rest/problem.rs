@@ -66,6 +66,11 @@ impl IntoResponse for Problem {
             // Redis is usually back within seconds (a restart, a failover).
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still come; it must not be read as
+            // the next request (RFC 9110 §15.5.9).
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

@@ -183,6 +183,12 @@ impl TestApp {
         job
     }
 
+    /// Tells the server to shut down, without waiting: calls in flight
+    /// drain, and what they send meanwhile can be observed.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Stops the workers (letting jobs in flight finish), then the server.
     pub async fn stop(mut self) {
         self.stop_workers().await;
