@@ -33,7 +33,8 @@ use tokio::task::JoinSet;
 
 use crate::{
     cli::{BenchArgs, BenchMode},
-    commands::{Api, JobsClient},
+    commands::{Api, CALL_TIMEOUT, JobsClient, answer},
+    errors::RestUnreachable,
     follow::follow,
     output::{Printer, status_name},
 };
@@ -79,19 +80,23 @@ pub(crate) async fn run(api: &Api, args: &BenchArgs, printer: Printer) -> anyhow
         ],
         ref mode => std::slice::from_ref(mode),
     };
+    let rest_url = args
+        .rest_url
+        .clone()
+        .unwrap_or_else(|| api.default_rest_url());
     let client = api.jobs().await?;
     let mut report = Report::default();
     for mode in modes {
         match mode {
             BenchMode::Grpc => report.grpc = Some(grpc(&client, args).await?),
-            BenchMode::Rest => report.rest = Some(rest(api, args).await?),
+            BenchMode::Rest => report.rest = Some(rest(api, args, &rest_url).await?),
             BenchMode::Drain => report.drain = Some(drain(&client, args).await?),
             BenchMode::E2e => report.e2e = Some(e2e(&client, args).await?),
             BenchMode::All => unreachable!("expanded above"),
         }
     }
     if printer.json() {
-        return printer.document(&report.json(args));
+        return printer.document(&report.json(args, &rest_url));
     }
     for line in report.text(args) {
         printer.line(&line)?;
@@ -110,14 +115,14 @@ struct Report {
 
 impl Report {
     /// One JSON document: the settings, then an object per mode run.
-    fn json(&self, args: &BenchArgs) -> Value {
+    fn json(&self, args: &BenchArgs, rest_url: &str) -> Value {
         let mut doc = json!({
             "settings": {
                 "concurrency": args.concurrency,
                 "batch": args.batch,
                 "duration_secs": args.duration.as_secs_f64(),
                 "count": args.count,
-                "rest_url": args.rest_url,
+                "rest_url": rest_url,
                 "drain_jobs": args.drain_jobs,
                 "samples": args.samples,
             }
@@ -401,15 +406,12 @@ async fn grpc(client: &JobsClient, args: &BenchArgs) -> anyhow::Result<LoadRepor
         async move {
             if batched {
                 let jobs = vec![bench_job(); usize::try_from(n)?];
-                let created = client
-                    .create_jobs(pb::CreateJobsRequest { jobs })
-                    .await?
-                    .into_inner();
+                let created = answer(client.create_jobs(pb::CreateJobsRequest { jobs })).await?;
                 if created.jobs.len() as u64 != n {
                     bail!("CreateJobs returned {} jobs for {n}", created.jobs.len());
                 }
             } else {
-                client.create_job(bench_job()).await?;
+                answer(client.create_job(bench_job())).await?;
             }
             Ok(())
         }
@@ -418,11 +420,12 @@ async fn grpc(client: &JobsClient, args: &BenchArgs) -> anyhow::Result<LoadRepor
 }
 
 /// REST submit throughput: `POST /jobs`, an array with `--batch`.
-async fn rest(api: &Api, args: &BenchArgs) -> anyhow::Result<LoadReport> {
-    let base = args.rest_url.trim_end_matches('/');
+async fn rest(api: &Api, args: &BenchArgs, rest_url: &str) -> anyhow::Result<LoadReport> {
+    let base = rest_url.trim_end_matches('/');
     let url: http::Uri = format!("{base}/jobs")
         .parse()
-        .map_err(|err| anyhow!("--rest-url {:?} is not a URL: {err}", args.rest_url))?;
+        .map_err(|err| anyhow!("--rest-url {rest_url:?} is not a URL: {err}"))?;
+    let gateway = rest_url.to_owned();
     let authorization = api.token().header().map(str::to_owned);
     // One keep-alive connection per task: the pool grows to the concurrency.
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
@@ -444,6 +447,7 @@ async fn rest(api: &Api, args: &BenchArgs) -> anyhow::Result<LoadReport> {
     load(args, move |n| {
         let client = client.clone();
         let url = url.clone();
+        let gateway = gateway.clone();
         let authorization = authorization.clone();
         let bodies = bodies.clone();
         async move {
@@ -453,10 +457,22 @@ async fn rest(api: &Api, args: &BenchArgs) -> anyhow::Result<LoadReport> {
             if let Some(value) = &authorization {
                 request = request.header(http::header::AUTHORIZATION, value);
             }
-            let response = client
-                .request(request.body(Full::new(body))?)
-                .await
-                .with_context(|| format!("POST {url}"))?;
+            let unreachable = |cause: String| RestUnreachable {
+                url: gateway.clone(),
+                cause,
+            };
+            let sent = client.request(request.body(Full::new(body))?);
+            let response = match tokio::time::timeout(CALL_TIMEOUT, sent).await {
+                Err(_) => {
+                    let cause = format!("no answer within {}s", CALL_TIMEOUT.as_secs());
+                    return Err(unreachable(cause).into());
+                }
+                // Refused, or no such host: nothing is listening there.
+                Ok(Err(err)) if err.is_connect() => {
+                    return Err(unreachable(root_cause(&err)).into());
+                }
+                Ok(response) => response.with_context(|| format!("POST {url}"))?,
+            };
             let status = response.status();
             // Read the body whole, so the connection is free for the next.
             let body = response.into_body().collect().await?.to_bytes();
@@ -470,6 +486,14 @@ async fn rest(api: &Api, args: &BenchArgs) -> anyhow::Result<LoadReport> {
         }
     })
     .await
+}
+
+/// The innermost cause of `err` ("Connection refused (os error 111)"), which
+/// hyper's own words ("client error (Connect)") leave out.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(err), |err| err.source())
+        .last()
+        .map_or_else(|| err.to_string(), ToString::to_string)
 }
 
 /// What the drain measured.
@@ -511,12 +535,10 @@ async fn drain(client: &JobsClient, args: &BenchArgs) -> anyhow::Result<DrainRep
     let mut last = String::new();
     while pending.len() < total {
         let n = (total - pending.len()).min(DRAIN_BATCH);
-        let created = client
-            .create_jobs(pb::CreateJobsRequest {
-                jobs: vec![bench_job(); n],
-            })
-            .await?
-            .into_inner();
+        let created = answer(client.create_jobs(pb::CreateJobsRequest {
+            jobs: vec![bench_job(); n],
+        }))
+        .await?;
         for job in created.jobs {
             last.clone_from(&job.jid);
             pending.insert(job.jid);
@@ -539,14 +561,12 @@ async fn drain(client: &JobsClient, args: &BenchArgs) -> anyhow::Result<DrainRep
         let wanted = unfinished.len();
         let mut seen = 0;
         loop {
-            let page = client
-                .list_jobs(pb::ListJobsRequest {
-                    page_size: LIST_PAGE,
-                    page_token,
-                    status: pb::JobStatus::Unspecified.into(),
-                })
-                .await?
-                .into_inner();
+            let page = answer(client.list_jobs(pb::ListJobsRequest {
+                page_size: LIST_PAGE,
+                page_token,
+                status: pb::JobStatus::Unspecified.into(),
+            }))
+            .await?;
             for job in &page.jobs {
                 if !unfinished.contains(&job.jid) {
                     continue;
@@ -669,10 +689,8 @@ async fn e2e(client: &JobsClient, args: &BenchArgs) -> anyhow::Result<E2eReport>
     for _ in 0..args.samples {
         let sent = Instant::now();
         let one = async {
-            let job = client
-                .create_job(bench_job())
+            let job = answer(client.create_job(bench_job()))
                 .await?
-                .into_inner()
                 .job
                 .context("the server returned no job")?;
             follow(&mut client, &job.jid, |_| Ok(())).await

@@ -17,10 +17,12 @@ Exit codes:
      (a bad request or record, a missing or wrong token)
   2  usage: a bad command line
   3  not found: no job or record with that id
-  4  server unreachable or unavailable (also when its Redis is down)
+  4  server unreachable, silent (no answer within 10s) or unavailable (also when
+     its Redis is down)
 
-The server is JOBS_SERVER or --server (default http://127.0.0.1:50051); a
-server started with a token wants it in JOBS_API_TOKEN or --token.
+The server is JOBS_SERVER or --server (default http://127.0.0.1:50051), plain
+http only: jobs has no TLS client; a server started with a token wants it in
+JOBS_API_TOKEN or --token.
 Colour only on a terminal, never when NO_COLOR is set.";
 
 /// Command-line client of the Jobs service: submit long-running work, follow
@@ -28,12 +30,14 @@ Colour only on a terminal, never when NO_COLOR is set.";
 #[derive(Debug, clap::Parser)]
 #[command(name = "jobs", version, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
-    /// The Jobs API server's gRPC address.
+    /// The Jobs API server's gRPC address: http://host:port, or host:port.
+    /// Plain text only (jobs has no TLS client).
     #[arg(
         long,
         global = true,
         env = "JOBS_SERVER",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "http://127.0.0.1:50051",
+        value_parser = parse_http_url
     )]
     pub(crate) server: String,
 
@@ -263,7 +267,8 @@ pub(crate) struct BenchArgs {
     /// Requests in flight at once (grpc, rest).
     #[arg(long, short = 'c', default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub(crate) concurrency: u32,
-    /// How long grpc and rest each submit: 10s, 500ms, 2m, or seconds.
+    /// How long grpc and rest each submit: 10s, 500ms, 2m, or seconds (at
+    /// most a day).
     #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
     pub(crate) duration: std::time::Duration,
     /// Stop grpc and rest after this many jobs each (or at --duration,
@@ -274,16 +279,18 @@ pub(crate) struct BenchArgs {
     /// CreateJobs and arrays (at most 1000).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub(crate) batch: u32,
-    /// The REST gateway's base URL (rest mode).
-    #[arg(long, env = "JOBS_REST_URL", default_value = "http://127.0.0.1:5000")]
-    pub(crate) rest_url: String,
+    /// The REST gateway's base URL (rest mode): http://host:port, or
+    /// host:port [default: port 5000 on --server's host]
+    #[arg(long, env = "JOBS_REST_URL", value_parser = parse_http_url)]
+    pub(crate) rest_url: Option<String>,
     /// Jobs the drain mode submits and waits for.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) drain_jobs: u32,
     /// Jobs the e2e mode times, one after another.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) samples: u32,
-    /// The longest drain and e2e may each take before the bench gives up.
+    /// The longest drain and e2e may each take before the bench gives up (at
+    /// most a day).
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub(crate) timeout: std::time::Duration,
 }
@@ -303,7 +310,12 @@ pub(crate) enum BenchMode {
     All,
 }
 
-/// A duration as people write it: `10s`, `500ms`, `2m`, or bare seconds.
+/// The longest `--duration` or `--timeout`: a bench runs for minutes, and
+/// a bound keeps `now + duration` from overflowing.
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A duration as people write it: `10s`, `500ms`, `2m`, or bare seconds; at
+/// most [`MAX_DURATION`].
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     let (number, unit) = text
@@ -318,10 +330,52 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "m" => value * 60.0,
         _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
     };
+    if seconds > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "{text:?} is too long: at most a day (1440m, {}s)",
+            MAX_DURATION.as_secs()
+        ));
+    }
     std::time::Duration::try_from_secs_f64(seconds)
         .ok()
         .filter(|duration| !duration.is_zero())
         .ok_or_else(|| format!("{text:?} must be a positive duration"))
+}
+
+/// A server address as `--server` and `--rest-url` take it: `http://host:port`,
+/// or `host:port` meaning that. Any other scheme is refused rather than
+/// dialled: jobs has no TLS client, so `https://` would reach the server in
+/// plain text, bearer token included, while the user believes it encrypted.
+fn parse_http_url(text: &str) -> Result<String, String> {
+    let url = if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("http://{text}")
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|err| format!("{text:?} is not a URL ({err}); expected http://host:port"))?;
+    match uri.scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") => {}
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => {
+            return Err(format!(
+                "{text:?}: https is not supported: jobs has no TLS client and would send \
+                 everything, the token too, in plain text. Use http:// on a trusted network, \
+                 or a tunnel to the server (ssh -L 50051:127.0.0.1:50051 HOST, then \
+                 --server http://127.0.0.1:50051)"
+            ));
+        }
+        scheme => {
+            return Err(format!(
+                "{text:?}: the scheme {:?} is not supported; expected http://host:port",
+                scheme.unwrap_or_default()
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host; expected http://host:port"));
+    }
+    Ok(url)
 }
 
 /// `jobs submit`'s arguments.
@@ -376,7 +430,7 @@ impl From<StatusFilter> for pb::JobStatus {
 mod tests {
     use std::time::Duration;
 
-    use super::parse_duration;
+    use super::{parse_duration, parse_http_url};
 
     #[test]
     fn durations_read_as_people_write_them() {
@@ -384,8 +438,39 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        for bad in ["", "0s", "x", "5h", "-1s"] {
+        for bad in [
+            "",
+            "0s",
+            "x",
+            "5h",
+            "-1s",
+            "86401s",
+            "10000000000000000000s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_duration("1440m"), Ok(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn only_plain_http_urls_are_taken() {
+        assert_eq!(
+            parse_http_url("localhost:50051").as_deref(),
+            Ok("http://localhost:50051")
+        );
+        assert_eq!(
+            parse_http_url("http://[::1]:5000").as_deref(),
+            Ok("http://[::1]:5000")
+        );
+        for bad in [
+            "https://h:1",
+            "ftp://h:1",
+            "http://",
+            "not a url",
+            "unix:///tmp/s",
+        ] {
+            assert!(parse_http_url(bad).is_err(), "{bad}");
+        }
+        assert!(parse_http_url("https://h:1").unwrap_err().contains("TLS"));
     }
 }

@@ -1,7 +1,7 @@
 //! The commands: one function each, talking gRPC to the server and handing
 //! what it answers to [`Printer`].
 
-use std::{process::ExitCode, time::Duration};
+use std::{future::Future, io::IsTerminal, process::ExitCode, time::Duration};
 
 use anyhow::{Context, anyhow};
 use clap::CommandFactory;
@@ -19,7 +19,7 @@ use crate::{
     auth::BearerToken,
     bench,
     cli::{Cli, Command, DataCommand, StatusFilter, SubmitArgs},
-    errors::{self, JobEnded},
+    errors::{self, JobEnded, NoAnswer},
     follow::{Bar, follow},
     load,
     output::{Printer, job_json, outcome_json, result_json, status_name, stderr_line, value_text},
@@ -28,6 +28,19 @@ use crate::{
 /// How long to wait for the server to accept a connection: an unreachable
 /// server fails within seconds, not at the OS's TCP timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a unary call (and the opening of a watch) may wait for its
+/// answer. The server answers in milliseconds, and in a few seconds at worst
+/// (its own Redis timeout is 2 s); a server that accepted the connection and
+/// then says nothing fails the command rather than hanging it.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 pings: a peer that stops answering them for
+/// `KEEP_ALIVE_INTERVAL + KEEP_ALIVE_TIMEOUT` is dead, which ends a watch or
+/// a load (calls with no time limit of their own) instead of leaving them
+/// waiting forever on a vanished server.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most jobs one `ListJobs` page may hold (the server's limit).
 const MAX_PAGE_SIZE: u32 = 1000;
@@ -44,7 +57,8 @@ pub(crate) type DataClient = DataServiceClient<Authed>;
 /// Runs the command; returns the exit code after printing any error as one
 /// line on stderr.
 pub async fn run(cli: Cli) -> ExitCode {
-    let server = server_url(&cli.server);
+    // Already a checked http:// URL (`cli::parse_http_url`).
+    let server = cli.server;
     let printer = Printer::new(cli.output);
     let token = match BearerToken::new(cli.token.as_deref()) {
         Ok(token) => token,
@@ -66,12 +80,15 @@ fn fail(err: &anyhow::Error, server: &str, token_sent: bool) -> ExitCode {
     ExitCode::from(errors::exit_code(err))
 }
 
-/// `--server` as a URL: `localhost:50051` means `http://localhost:50051`.
-fn server_url(server: &str) -> String {
-    if server.contains("://") {
-        server.to_owned()
-    } else {
-        format!("http://{server}")
+/// Awaits a unary call's answer for at most [`CALL_TIMEOUT`]. Streams are
+/// not cut off this way: they may rightly last long, and keep-alive pings
+/// watch over them instead.
+pub(crate) async fn answer<T>(
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(answered) => Ok(answered?.into_inner()),
+        Err(_) => Err(NoAnswer(CALL_TIMEOUT).into()),
     }
 }
 
@@ -108,10 +125,28 @@ impl Api {
         &self.token
     }
 
+    /// The REST gateway's URL when `--rest-url` is not given: its default
+    /// port on the gRPC server's host, so pointing `--server` at another
+    /// machine does not leave the REST bench hitting this one.
+    pub(crate) fn default_rest_url(&self) -> String {
+        let host = self
+            .server
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| uri.host().map(str::to_owned))
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        format!("http://{host}:5000")
+    }
+
     async fn connect(&self) -> anyhow::Result<Authed> {
+        // `--server` was checked when parsed; this cannot fail but is not
+        // worth a panic.
         let endpoint = Endpoint::from_shared(self.server.clone())
             .map_err(|err| anyhow!("--server {:?} is not a URL: {err}", self.server))?
-            .connect_timeout(CONNECT_TIMEOUT);
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         let channel = endpoint.connect().await?;
         Ok(InterceptedService::new(channel, self.token.clone()))
     }
@@ -138,10 +173,8 @@ async fn submit(api: &Api, args: SubmitArgs, printer: Printer) -> anyhow::Result
         params: Some(parse_params(&args.params)?),
         ..Default::default()
     };
-    let job = client
-        .create_job(request)
+    let job = answer(client.create_job(request))
         .await?
-        .into_inner()
         .job
         .context("the server returned no job")?;
     if !args.wait {
@@ -181,10 +214,8 @@ fn parse_params(pairs: &[String]) -> anyhow::Result<prost_types::Struct> {
 
 async fn get(api: &Api, jid: String, printer: Printer) -> anyhow::Result<()> {
     let mut client = api.jobs().await?;
-    let job = client
-        .get_job(pb::GetJobRequest { jid })
+    let job = answer(client.get_job(pb::GetJobRequest { jid }))
         .await?
-        .into_inner()
         .job
         .context("the server returned no job")?;
     if printer.json() {
@@ -211,7 +242,7 @@ async fn list(
             page_token,
             status: status.into(),
         };
-        let page = client.list_jobs(request).await?.into_inner();
+        let page = answer(client.list_jobs(request)).await?;
         Ok((page.jobs, page.next_page_token))
     })
     .await?;
@@ -275,10 +306,7 @@ async fn fetch_result(
     client: &mut JobsClient,
     jid: String,
 ) -> anyhow::Result<pb::GetJobResultResponse> {
-    Ok(client
-        .get_job_result(pb::GetJobResultRequest { jid })
-        .await?
-        .into_inner())
+    answer(client.get_job_result(pb::GetJobResultRequest { jid })).await
 }
 
 /// Prints a finished job's outcome: the result on success; a job that failed
@@ -302,11 +330,12 @@ fn report_outcome(outcome: &pb::GetJobResultResponse, printer: Printer) -> anyho
     .into())
 }
 
-/// Follows a job: JSON lines, one line per update when stderr is not a
-/// terminal, or a progress bar and the final state when it is.
+/// Follows a job: JSON lines; or, when stdout and stderr are both a
+/// terminal, a progress bar and the final state; otherwise a line per
+/// update (`jobs watch ID | grep …` at a terminal gets every update).
 async fn watch(api: &Api, jid: &str, printer: Printer) -> anyhow::Result<()> {
     let mut client = api.jobs().await?;
-    let bar = if printer.json() {
+    let bar = if printer.json() || !std::io::stdout().is_terminal() {
         Bar::none()
     } else {
         Bar::for_terminal()
@@ -340,10 +369,8 @@ async fn watch(api: &Api, jid: &str, printer: Printer) -> anyhow::Result<()> {
 
 async fn cancel(api: &Api, jid: String, printer: Printer) -> anyhow::Result<()> {
     let mut client = api.jobs().await?;
-    let job = client
-        .cancel_job(pb::CancelJobRequest { jid })
+    let job = answer(client.cancel_job(pb::CancelJobRequest { jid }))
         .await?
-        .into_inner()
         .job
         .context("the server returned no job")?;
     if printer.json() {
@@ -365,12 +392,11 @@ async fn health(api: &Api, printer: Printer) -> anyhow::Result<()> {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
-    let response = HealthClient::new(api.connect().await?)
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await?
-        .into_inner();
+    let mut client = HealthClient::new(api.connect().await?);
+    let response = answer(client.check(HealthCheckRequest {
+        service: String::new(),
+    }))
+    .await?;
     let status = response.status();
     if status != ServingStatus::Serving {
         // Up but not serving is "unavailable" to a caller: exit code 4.
@@ -409,7 +435,7 @@ async fn data_search(api: &Api, text: String, limit: u32, printer: Printer) -> a
             page_token,
             search: text.clone(),
         };
-        let page = client.list_data(request).await?.into_inner();
+        let page = answer(client.list_data(request)).await?;
         Ok((page.records, page.next_page_token))
     })
     .await?;
@@ -428,10 +454,8 @@ async fn data_search(api: &Api, text: String, limit: u32, printer: Printer) -> a
 
 async fn data_get(api: &Api, id: String, printer: Printer) -> anyhow::Result<()> {
     let mut client = api.data().await?;
-    let record = client
-        .get_data(pb::GetDataRequest { id })
+    let record = answer(client.get_data(pb::GetDataRequest { id }))
         .await?
-        .into_inner()
         .record
         .context("the server returned no record")?;
     let record = jobs_proto::struct_to_params(record)?;
@@ -452,4 +476,29 @@ fn completions(shell: Shell, printer: Printer) -> anyhow::Result<()> {
         return printer.document(&json!({ "shell": shell.to_string(), "script": script }));
     }
     Ok(printer.line(script.trim_end())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rest_gateway_defaults_to_the_servers_host() {
+        let api = |server: &str| Api {
+            server: server.to_owned(),
+            token: BearerToken::new(None).unwrap(),
+        };
+        assert_eq!(
+            api("http://10.1.2.3:50051").default_rest_url(),
+            "http://10.1.2.3:5000"
+        );
+        assert_eq!(
+            api("http://jobs.internal").default_rest_url(),
+            "http://jobs.internal:5000"
+        );
+        assert_eq!(
+            api("http://[::1]:50051").default_rest_url(),
+            "http://[::1]:5000"
+        );
+    }
 }

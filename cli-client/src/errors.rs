@@ -4,11 +4,11 @@
 //! an error to a code (see `EXIT_CODES_HELP`), and [`message`] the one place
 //! that words it.
 
-use std::error::Error as _;
+use std::{error::Error as _, time::Duration};
 
 use tonic::Code;
 
-use crate::auth::BadToken;
+use crate::{auth::BadToken, output::printable};
 
 /// Exit codes; `cli::EXIT_CODES_HELP` documents them.
 pub(crate) mod exit {
@@ -46,17 +46,51 @@ impl std::fmt::Display for JobEnded {
 
 impl std::error::Error for JobEnded {}
 
+/// A gRPC call that got no answer in time: the server accepted the
+/// connection but said nothing (a hung process, or not a Jobs server).
+#[derive(Debug, thiserror::Error)]
+#[error("no answer within {}s", .0.as_secs())]
+pub(crate) struct NoAnswer(pub(crate) Duration);
+
+/// The connection broke while a job was being followed (`watch`,
+/// `submit --wait`).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "lost the connection to the server while following job {jid} ({cause}); `jobs watch {jid}` follows it again"
+)]
+pub(crate) struct ConnectionLost {
+    pub(crate) jid: String,
+    pub(crate) cause: String,
+}
+
+/// The REST gateway (`jobs bench --mode rest`) refused the connection or
+/// did not answer; exit code 4, like the gRPC server.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot reach the REST gateway at {url} ({cause}); start it, or point --rest-url / JOBS_REST_URL at it"
+)]
+pub(crate) struct RestUnreachable {
+    pub(crate) url: String,
+    pub(crate) cause: String,
+}
+
 /// The process exit code for a failure.
 pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<BadToken>().is_some() {
         return exit::USAGE;
     }
-    if err.downcast_ref::<tonic::transport::Error>().is_some() {
+    if err.downcast_ref::<tonic::transport::Error>().is_some()
+        || err.downcast_ref::<NoAnswer>().is_some()
+        || err.downcast_ref::<RestUnreachable>().is_some()
+        || err.downcast_ref::<ConnectionLost>().is_some()
+    {
         return exit::UNREACHABLE;
     }
     match err.downcast_ref::<tonic::Status>().map(tonic::Status::code) {
         Some(Code::NotFound) => exit::NOT_FOUND,
-        Some(Code::Unavailable) => exit::UNREACHABLE,
+        // DEADLINE_EXCEEDED: a server, or a proxy before it, that gave up
+        // waiting is as good as unreachable to the caller.
+        Some(Code::Unavailable | Code::DeadlineExceeded) => exit::UNREACHABLE,
         // A refused token is a failure like a bad request: the server is
         // there, and the fix is in the caller's hands (the message says how).
         Some(Code::Unauthenticated) => exit::FAILED,
@@ -71,6 +105,12 @@ pub(crate) fn message(err: &anyhow::Error, server: &str, token_sent: bool) -> St
         return format!(
             "error: cannot reach the Jobs server at {server} ({}); start it, or point --server / JOBS_SERVER at it",
             cause_chain(err)
+        );
+    }
+    if let Some(NoAnswer(after)) = err.downcast_ref::<NoAnswer>() {
+        return format!(
+            "error: the server at {server} accepted the connection but did not answer within {}s; check that it is a running Jobs server, or point --server / JOBS_SERVER at one",
+            after.as_secs()
         );
     }
     let status = err.downcast_ref::<tonic::Status>();
@@ -120,7 +160,12 @@ fn cause_chain(err: &anyhow::Error) -> String {
     one_line(&causes.join(": "))
 }
 
-/// Keeps the promise of one line, whatever a cause chain contains.
+/// Keeps the promise of one line, whatever a cause chain contains: the
+/// server's words (a job's error among them) may hold escape sequences that
+/// would rewrite the terminal, so control characters go too.
 fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    printable(text)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -7,8 +7,11 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use jobs_proto::pb;
 
+use tonic::Code;
+
 use crate::{
-    commands::JobsClient,
+    commands::{JobsClient, answer},
+    errors::ConnectionLost,
     output::{is_terminal, status_name},
 };
 
@@ -22,13 +25,16 @@ pub(crate) async fn follow(
     jid: &str,
     mut on_update: impl FnMut(&pb::Job) -> anyhow::Result<()>,
 ) -> anyhow::Result<pb::Job> {
-    let mut updates = client
-        .watch_job(pb::WatchJobRequest {
-            jid: jid.to_owned(),
-        })
-        .await?
-        .into_inner();
-    while let Some(update) = updates.message().await? {
+    // Only the opening is timed: the stream may rightly last hours.
+    let mut updates = answer(client.watch_job(pb::WatchJobRequest {
+        jid: jid.to_owned(),
+    }))
+    .await?;
+    while let Some(update) = updates
+        .message()
+        .await
+        .map_err(|status| lost(status, jid))?
+    {
         let job = update
             .job
             .context("the server sent an update without a job")?;
@@ -41,6 +47,21 @@ pub(crate) async fn follow(
     bail!(
         "the server stopped the watch before job {jid} ended; `jobs watch {jid}` follows it again"
     )
+}
+
+/// An error reading the open stream. Statuses the server sends end a watch
+/// as they are; the codes tonic makes up when the connection itself breaks
+/// (keep-alive pings unanswered, the peer gone) become [`ConnectionLost`],
+/// exit code 4 like any unreachable server.
+fn lost(status: tonic::Status, jid: &str) -> anyhow::Error {
+    match status.code() {
+        Code::Unknown | Code::Internal | Code::Cancelled => ConnectionLost {
+            jid: jid.to_owned(),
+            cause: status.message().to_owned(),
+        }
+        .into(),
+        _ => status.into(),
+    }
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal, so

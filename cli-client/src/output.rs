@@ -78,9 +78,9 @@ impl Printer {
     /// Text lines describing one job, one field a line.
     pub(crate) fn job_text(self, job: &pb::Job) -> Vec<String> {
         let mut rows = vec![
-            ("jid", job.jid.clone()),
+            ("jid", printable(&job.jid)),
             ("status", self.status(job.status(), 0)),
-            ("kind", job.kind.clone()),
+            ("kind", printable(&job.kind)),
             ("range", format!("{}..={}", job.start, job.end)),
         ];
         let params = params_json(job);
@@ -96,7 +96,7 @@ impl Printer {
             rows.push(("progress", format!("{:.0}%", job.progress * 100.0)));
         }
         if !job.error.is_empty() {
-            rows.push(("error", job.error.clone()));
+            rows.push(("error", printable(&job.error)));
         }
         rows.into_iter()
             .map(|(key, value)| format!("{key:<9} {value}"))
@@ -123,8 +123,8 @@ impl Printer {
             .iter()
             .map(|job| {
                 [
-                    job.jid.clone(),
-                    job.kind.clone(),
+                    printable(&job.jid),
+                    printable(&job.kind),
                     time_text(job.create_time.as_ref()),
                     duration_text(job),
                 ]
@@ -178,7 +178,7 @@ impl Printer {
         lines.push(format!("generated ids ({}):", loaded.generated.len()));
         for &index in loaded.generated.iter().take(GENERATED_SHOWN) {
             let id = loaded.ids.get(index).map_or("-", String::as_str);
-            lines.push(format!("  records[{index}]  {id}"));
+            lines.push(format!("  records[{index}]  {}", printable(id)));
         }
         if loaded.generated.len() > GENERATED_SHOWN {
             lines.push(format!(
@@ -199,8 +199,10 @@ impl Printer {
             .unwrap_or(0);
         keys.iter()
             .map(|key| {
-                let value = record.get(*key).map_or_else(|| "-".to_owned(), value_text);
-                format!("{key:<width$}  {value}")
+                let value = record
+                    .get(*key)
+                    .map_or_else(|| "-".to_owned(), |value| printable(&value_text(value)));
+                format!("{:<width$}  {value}", printable(key))
             })
             .collect()
     }
@@ -236,7 +238,8 @@ impl Printer {
                 .collect();
             padded.join("  ").trim_end().to_owned()
         };
-        let mut lines = vec![line(keys.clone())];
+        let header: Vec<String> = keys.iter().map(|key| printable(key)).collect();
+        let mut lines = vec![line(header.iter().map(String::as_str).collect())];
         lines.extend(
             rows.iter()
                 .map(|row| line(row.iter().map(String::as_str).collect())),
@@ -261,16 +264,27 @@ fn record_keys(records: &[Record]) -> Vec<&str> {
 /// A value for a table cell: on one line (a table row must stay one), at
 /// most [`CELL_CHARS`] characters, ending in `…` when cut.
 fn cell_text(value: &Value) -> String {
-    let text: String = value_text(value)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let text = printable(&value_text(value));
     if text.chars().count() <= CELL_CHARS {
         return text;
     }
     let mut cut: String = text.chars().take(CELL_CHARS - 1).collect();
     cut.push('…');
     cut
+}
+
+/// `text` safe to show on a terminal: a control character (an escape
+/// sequence's ESC, a carriage return, a newline) or a bidirectional
+/// override becomes a space, so what the server or a record holds can
+/// neither rewrite the screen nor break a line in two. For text output
+/// only: JSON escapes them itself.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi { ' ' } else { c }
+        })
+        .collect()
 }
 
 /// One line on stderr, for errors and notes beside the output. A closed

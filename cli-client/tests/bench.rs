@@ -189,3 +189,63 @@ async fn all_modes_print_a_table_and_honour_the_token() {
         assert!(report.get(key).is_some(), "{key} missing: {report}");
     }
 }
+
+/// `jobs --server SERVER bench FLAGS`, ended after 30 s.
+async fn bench_within(server: &str, flags: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jobs"));
+    command
+        .args(["--server", server, "bench"])
+        .args(flags)
+        .env_remove("JOBS_SERVER")
+        .env_remove("JOBS_API_TOKEN")
+        .env_remove("JOBS_REST_URL");
+    support::run_within(command, std::time::Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("jobs bench {flags:?} still running after 30 s"))
+}
+
+#[tokio::test]
+async fn absurd_durations_are_usage_errors() {
+    let server = server(&[]).await;
+    for (flag, mode) in [("--duration", "grpc"), ("--timeout", "e2e")] {
+        let output = bench_within(
+            &server.grpc,
+            &[
+                "--mode",
+                mode,
+                "--samples",
+                "1",
+                flag,
+                "10000000000000000000s",
+            ],
+        )
+        .await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("at most a day"),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_rest_gateway_exits_4() {
+    let server = server(&[]).await;
+    let refused = format!("http://127.0.0.1:{}", jobs_testkit::free_port());
+    let silent = format!("http://{}", support::silent_listener());
+    for (rest, says) in [(&refused, "refused"), (&silent, "no answer within 10s")] {
+        let output = bench_within(
+            &server.grpc,
+            &["--mode", "rest", "--count", "4", "--rest-url", rest],
+        )
+        .await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{rest}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("REST gateway at {rest}")) && stderr.contains(says),
+            "{stderr}"
+        );
+    }
+}

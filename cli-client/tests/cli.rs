@@ -764,3 +764,192 @@ async fn a_server_with_a_token_takes_only_that_token() {
     assert_code(&unusable, 2);
     assert_one_error_line(&unusable);
 }
+
+/// `jobs ARGS` with no environment of the developer's, ended after `limit`.
+async fn jobs_within(args: &[&str], limit: Duration) -> Option<Output> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobs"));
+    command
+        .args(args)
+        .env_remove("NO_COLOR")
+        .env_remove("JOBS_SERVER")
+        .env_remove("JOBS_API_TOKEN")
+        .env_remove("JOBS_REST_URL");
+    support::run_within(command, limit).await
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_fails_the_command_with_exit_4() {
+    let silent = format!("http://{}", support::silent_listener());
+    let jid = "0b0e2f0e-8a4c-4f65-9d2a-4f1e1d6d3c11";
+    let commands = [
+        words("health"),
+        words("list"),
+        vec!["get", jid],
+        // The opening of a watch is timed too; its stream is not.
+        vec!["watch", jid],
+        words("submit --start 1 --end 2 --wait"),
+        words("data search x"),
+    ];
+    let started = Instant::now();
+    // Side by side: each waits out the call timeout (10 s).
+    let runs = commands.iter().map(|args| {
+        let mut all = vec!["--server", &silent];
+        all.extend(args);
+        async move { (args, jobs_within(&all, Duration::from_secs(30)).await) }
+    });
+    for (args, output) in futures_util::future::join_all(runs).await {
+        let output = output.unwrap_or_else(|| panic!("{args:?} still waiting after 30 s"));
+        assert_code(&output, 4);
+        assert_one_error_line(&output);
+        let line = stderr(&output);
+        assert!(
+            line.contains("did not answer within 10s") && line.contains(&silent),
+            "{args:?}: {line}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(25));
+}
+
+#[tokio::test]
+async fn only_plain_http_servers_are_dialled() {
+    // A listener that would see any connection the client made.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    for (server, says) in [
+        (format!("https://{address}"), "TLS"),
+        (format!("HTTPS://{address}"), "TLS"),
+        (format!("ftp://{address}"), "\"ftp\""),
+        ("http://[::1".to_owned(), "not a URL"),
+        ("http://".to_owned(), "http://host:port"),
+    ] {
+        let output = jobs_within(
+            &["--server", &server, "--token", "s3cret", "list"],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|| panic!("{server}: still running"));
+        assert_code(&output, 2);
+        let text = stderr(&output);
+        assert!(text.contains("--server") && text.contains(says), "{text}");
+    }
+    // The same for the REST gateway the bench posts to.
+    let rest = format!("https://{address}");
+    let output = jobs_within(
+        &[
+            "--server",
+            &format!("http://{address}"),
+            "bench",
+            "--mode",
+            "rest",
+            "--rest-url",
+            &rest,
+        ],
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_code(&output, 2);
+    assert!(stderr(&output).contains("--rest-url"), "{output:?}");
+    // Nothing was sent anywhere, the token least of all.
+    let accepted = listener.accept();
+    assert!(
+        accepted
+            .as_ref()
+            .is_err_and(|err| err.kind() == std::io::ErrorKind::WouldBlock),
+        "the client connected: {accepted:?}"
+    );
+}
+
+#[tokio::test]
+async fn watch_prints_every_update_when_stdout_is_not_a_terminal() {
+    let server = server().await;
+    let jid = stdout(
+        &jobs(
+            &server.grpc,
+            &words("submit --start 0 --end 1500 --kind sleep"),
+        )
+        .await,
+    );
+    // stderr a terminal (a pseudo-terminal from util-linux `script`), stdout
+    // a file: `jobs watch ID > file` or `| grep` typed at a terminal.
+    let file = DataFile::new("watch", "");
+    let line = format!(
+        "'{}' --server '{}' watch '{jid}' > '{}'",
+        env!("CARGO_BIN_EXE_jobs"),
+        server.grpc,
+        file.path()
+    );
+    let mut command = Command::new("script");
+    command.args(["--quiet", "--return", "--command", &line, "/dev/null"]);
+    let output = support::run_within(command, Duration::from_secs(30))
+        .await
+        .expect("watch still running after 30 s");
+    assert!(
+        output.status.success(),
+        "needs util-linux `script`: {output:?}"
+    );
+    let text = std::fs::read_to_string(file.path()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 2, "a line per update: {text:?}");
+    assert!(
+        lines[0].starts_with("QUEUED") || lines[0].starts_with("RUNNING"),
+        "{text:?}"
+    );
+    assert!(lines.last().unwrap().starts_with("SUCCESS"), "{text:?}");
+}
+
+#[tokio::test]
+async fn text_output_never_carries_control_characters() {
+    let server = server().await;
+    // An error message that would retitle the terminal, clear it and break
+    // the line, were it printed as it is.
+    let message = "\x1b]0;owned\x07\x1b[2Jbo\rom\nline";
+    let param = format!("message={message}");
+    let failed = jobs(
+        &server.grpc,
+        &[
+            "submit", "--start", "1", "--end", "1", "--kind", "fail", "--param", &param, "--wait",
+        ],
+    )
+    .await;
+    assert_code(&failed, 1);
+    let is_clean = |text: &str| !text.chars().any(|c| c.is_control() && c != '\n');
+    // "job ID submitted", then the one error line.
+    let lines: Vec<String> = stderr(&failed).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{failed:?}");
+    assert!(
+        lines[1].starts_with("error: ") && is_clean(&lines[1]),
+        "{failed:?}"
+    );
+    let jid = lines[0].split_whitespace().nth(1).unwrap().to_owned();
+
+    let shown = jobs(&server.grpc, &["get", &jid]).await;
+    assert_code(&shown, 0);
+    let text = stdout(&shown);
+    assert!(is_clean(&text), "{text:?}");
+    let error = text.lines().find(|line| line.starts_with("error")).unwrap();
+    assert!(error.contains("bo om line"), "{error:?}");
+    let result = jobs(&server.grpc, &["result", &jid]).await;
+    assert_one_error_line(&result);
+    assert!(is_clean(&stderr(&result)), "{result:?}");
+    // JSON keeps the text as it is (escaped by JSON itself).
+    let shown = jobs(&server.grpc, &["get", &jid, "-o", "json"]).await;
+    assert_eq!(json(&shown)["error"], message);
+
+    let loaded = jobs_with(
+        &server.grpc,
+        &["data", "load", "-"],
+        &[],
+        Some(r#"[{"id": "esc", "na\u001bme": "a\u001b[2Jb\rc", "tags": ["x\u0007"]}]"#),
+    )
+    .await;
+    assert_code(&loaded, 0);
+    for args in [words("data get esc"), words("data search a")] {
+        let output = jobs(&server.grpc, &args).await;
+        assert_code(&output, 0);
+        let text = stdout(&output);
+        assert!(is_clean(&text), "{args:?}: {text:?}");
+        assert!(text.contains("a [2Jb c"), "{args:?}: {text:?}");
+    }
+}

@@ -13,13 +13,18 @@ redis_host_port() {
 
 # True when a Redis answers PING at REDIS_URL (no redis-cli needed).
 redis_answers() {
-  local host port reply
+  local host port
   read -r host port < <(redis_host_port)
-  exec 3<>"/dev/tcp/${host}/${port}" 2>/dev/null || return 1
-  printf 'PING\r\n' >&3
-  read -r -t 2 reply <&3 || true
-  exec 3>&- 3<&-
-  [[ "$reply" == +PONG* ]]
+  # In a subshell: fd 3 closes when it ends, and the silenced stderr (bash's
+  # "connection refused") stays inside it. A bare `exec 3<>… 2>/dev/null`
+  # would silence stderr for the rest of the calling script.
+  (
+    reply=''
+    exec 3<>"/dev/tcp/${host}/${port}" || exit 1
+    printf 'PING\r\n' >&3
+    read -r -t 2 reply <&3 || true
+    [[ "$reply" == +PONG* ]]
+  ) 2>/dev/null
 }
 
 # Installs Debian's redis-server if the binary is missing (tests start
@@ -37,16 +42,25 @@ ensure_redis_server_binary() {
 }
 
 # Starts a redis-server on REDIS_URL's port unless one answers already.
+# When it starts one, REDIS_STARTED_PID holds its process id (it runs as a
+# daemon, so it outlives the script unless the caller stops it); otherwise
+# REDIS_STARTED_PID is empty.
 ensure_redis_running() {
+  REDIS_STARTED_PID=''
   redis_answers && return 0
   ensure_redis_server_binary
-  local host port
+  local host port pidfile
   read -r host port < <(redis_host_port)
+  pidfile="${TMPDIR:-/tmp}/jobs-redis-${port}.pid"
   echo "no Redis answers at ${host}:${port}: starting one"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$port" \
-    --save '' --appendonly no --logfile "${TMPDIR:-/tmp}/jobs-redis-${port}.log"
+    --save '' --appendonly no --logfile "${TMPDIR:-/tmp}/jobs-redis-${port}.log" \
+    --pidfile "$pidfile"
   for _ in $(seq 50); do
-    redis_answers && return 0
+    if redis_answers; then
+      REDIS_STARTED_PID="$(cat "$pidfile" 2>/dev/null || true)"
+      return 0
+    fi
     sleep 0.1
   done
   echo "redis-server did not come up on port ${port}" >&2
