@@ -358,12 +358,39 @@ impl Queue {
         }
         let mut conn = self.conn.clone();
         let rows: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        Ok(self.take_rows(&rows).await)
+    }
+
+    /// After a claim failed in a way that may have run it in Redis (its
+    /// reply lost to a timeout or a dropped connection), returns up to
+    /// `max` of the jobs it took: RUNNING under this worker, their entries
+    /// pending to it, and not among `held`, the jobs it knows it holds.
+    /// Call it while none of this worker's claims is under way (another
+    /// claim's jobs would look lost until its reply came), and run what it
+    /// returns as claimed jobs: their leases are the lost claim's.
+    pub async fn take_up(&self, max: usize, held: &[JobId]) -> Result<Vec<Claimed>> {
+        let mut invocation = scripts::TAKE_UP.key(self.keys.queue());
+        invocation
+            .arg(GROUP)
+            .arg(&*self.consumer)
+            .arg(max)
+            .arg(self.keys.prefix());
+        for jid in held {
+            invocation.arg(jid.to_string());
+        }
+        let mut conn = self.conn.clone();
+        let rows: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        Ok(self.take_rows(&rows).await)
+    }
+
+    /// The jobs of claim rows. Row by row: every job in the reply is already
+    /// RUNNING, so one this worker cannot read (written by a newer release,
+    /// say) must not strand the others until their leases lapse: it is
+    /// ended ERROR.
+    async fn take_rows(&self, rows: &[String]) -> Vec<Claimed> {
         let mut claimed = Vec::with_capacity(rows.len());
         let mut unreadable = Vec::new();
-        // Row by row: every job in the reply is already RUNNING, so one this
-        // worker cannot read (written by a newer release, say) must not
-        // strand the others until their leases lapse.
-        for row in &rows {
+        for row in rows {
             match claimed_from_row(row) {
                 Ok(claim) => claimed.push(claim),
                 Err(err) => match lease_from_row(row) {
@@ -392,7 +419,7 @@ impl Queue {
                 tracing::error!(%err, jobs = unreadable.len(), "cannot end unreadable jobs: left to recovery");
             }
         }
-        Ok(claimed)
+        claimed
     }
 
     /// Records how attempts ended, all in one atomic step, and acknowledges
@@ -618,6 +645,50 @@ mod tests {
             ..QueueSettings::default()
         };
         Queue::connect(&config, consumer, settings).await.unwrap()
+    }
+
+    /// A claim that ran in Redis while its reply was lost (here, Redis
+    /// stalled past the response timeout): its job is RUNNING under the
+    /// worker, which never saw it. Taken up, it runs under the lost
+    /// claim's lease, as its first attempt.
+    #[tokio::test]
+    async fn a_claim_whose_reply_was_lost_is_taken_up() {
+        let redis = TestRedis::private();
+        let mut config = RedisConfig::new(redis.url(), redis.prefix());
+        config.redis_timeout_ms = 300;
+        let store = Store::connect(&config).await.unwrap();
+        let queue = Queue::connect(&config, "worker", QueueSettings::default())
+            .await
+            .unwrap();
+        let new = NewJob::parse(1, 3, "sum", None).unwrap();
+        let held = store.create(&new).await.unwrap().job.jid;
+        let held_claim = queue.claim_ready(1).await.unwrap();
+        let lost = store.create(&new).await.unwrap().job.jid;
+
+        redis.freeze(true);
+        let err = queue.claim_ready(10).await.unwrap_err();
+        redis.freeze(false);
+        assert!(err.may_have_run(), "{err:?}");
+        assert_eq!(store.get(&lost).await.unwrap().status, JobStatus::Running);
+
+        let taken = queue.take_up(10, &[held]).await.unwrap();
+        assert_eq!(taken.len(), 1, "only the job the worker did not know of");
+        assert_eq!((taken[0].job.jid, taken[0].lease.attempt()), (lost, 1));
+        assert!(queue.take_up(10, &[held, lost]).await.unwrap().is_empty());
+        let done: Vec<Finished> = held_claim
+            .into_iter()
+            .chain(taken)
+            .map(|claimed| Finished {
+                lease: claimed.lease,
+                outcome: crate::Outcome::Success(6.into()),
+            })
+            .collect();
+        assert_eq!(queue.finish(&done).await.unwrap(), [true, true]);
+        let finished = store.get(&lost).await.unwrap();
+        assert_eq!(
+            (finished.status, finished.attempts),
+            (JobStatus::Success, 1)
+        );
     }
 
     /// A worker paused between its blocking read and its claim, for longer

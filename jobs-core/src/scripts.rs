@@ -26,4 +26,5 @@ script!(CANCEL, "cancel.lua");
 script!(LIST, "list.lua");
 script!(RENEW, "renew.lua");
 script!(RECOVER, "recover.lua");
+script!(TAKE_UP, "take_up.lua");
 script!(STATS, "stats.lua");

@@ -213,6 +213,11 @@ pub(crate) struct Runner {
     /// loop.
     claim_batch: usize,
     running: Running,
+    /// Shared by the claims under way (from the call until their jobs are
+    /// in `running`), taken alone to look for the jobs of a claim whose
+    /// reply was lost: another claim's jobs would look lost until its
+    /// reply came.
+    claiming: tokio::sync::RwLock<()>,
     grace: Duration,
     retry: RetryPolicy,
     metrics: WorkerMetrics,
@@ -232,6 +237,7 @@ impl Runner {
             concurrency: config.concurrency.get(),
             claim_batch: (config.concurrency.get() / 2).clamp(1, MAX_BATCH),
             running: Running::default(),
+            claiming: tokio::sync::RwLock::new(()),
             grace: Duration::from_millis(config.shutdown_grace_ms),
             retry: RetryPolicy {
                 base: Duration::from_millis(config.retry_backoff_ms),
@@ -335,6 +341,7 @@ impl Runner {
                 },
             };
             let slots = self.gather_slots(first).await;
+            let claiming = self.claiming.read().await;
             let outcomes = outbox.take(MAX_BATCH);
             let (recorded, claimed) = if std::mem::take(&mut queue_drained) {
                 (self.queue.finish(&outcomes).await, Ok(Vec::new()))
@@ -373,7 +380,7 @@ impl Runner {
                         turn.give_back(took_all);
                         claimed
                     } else {
-                        drop(slots);
+                        drop((slots, claiming));
                         tokio::select! {
                             () = shutdown.cancelled() => return,
                             drained = turn.returned() => queue_drained = drained,
@@ -389,10 +396,61 @@ impl Runner {
                     self.start_jobs(claimed, slots, outbox);
                 }
                 Err(err) => {
-                    drop(slots);
+                    drop((slots, claiming));
                     sending.take();
                     let pause = backoff.next();
                     tracing::warn!(%err, retry_in = ?pause, "cannot claim jobs");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    if err.may_have_run() {
+                        self.take_up_lost_claim(outbox, shutdown).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the jobs a claim whose reply was lost took (RUNNING under this
+    /// worker in Redis, unknown to it), once Redis answers again: without
+    /// this, they would wait out their leases and lose an attempt. Gives up
+    /// after a lease, when recovery takes them anyway.
+    async fn take_up_lost_claim(&self, outbox: &Arc<Outbox>, shutdown: &CancellationToken) {
+        let give_up = Instant::now() + self.queue.settings().lease;
+        let mut backoff = Backoff::default();
+        while Instant::now() < give_up {
+            // Slots first, then the lock, in the claim loops' order.
+            let first = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                slot = self.slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+            };
+            let slots = self.gather_slots(first).await;
+            let alone = self.claiming.write().await;
+            let held: Vec<JobId> = lock(&self.running).keys().copied().collect();
+            match self.queue.take_up(slots.len(), &held).await {
+                Ok(found) => {
+                    let more = found.len() == slots.len();
+                    if !found.is_empty() {
+                        tracing::warn!(
+                            jobs = found.len(),
+                            "running the jobs of a claim whose reply was lost"
+                        );
+                    }
+                    self.start_jobs(found, slots, outbox);
+                    drop(alone);
+                    if !more {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    drop((slots, alone));
+                    let pause = backoff.next();
+                    tracing::warn!(%err, retry_in = ?pause, "cannot look for the jobs of a claim whose reply was lost");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(pause) => {}
@@ -490,13 +548,15 @@ impl Runner {
         }
         let counts = self.metrics.kind(&job.kind);
         counts.attempts.inc();
+        // Held from now, not from the job's first turn: a look for the jobs
+        // of a lost claim must not take this one for one of them.
+        let attempt = Arc::new(Attempt::new(lease.clone(), lease_length));
+        lock(&running).insert(job.jid, attempt.clone());
         async move {
             let _slot = slot;
-            let (jid, timeout) = (job.jid, job.timeout);
+            let timeout = job.timeout;
             let last_attempt = lease.attempt() >= job.max_attempts;
             let started = std::time::Instant::now();
-            let attempt = Arc::new(Attempt::new(lease.clone(), lease_length));
-            lock(&running).insert(jid, attempt.clone());
             let ended = match handler {
                 None => Ended::Failed(format!(
                     "this worker has no handler for kind {:?}",

@@ -88,14 +88,7 @@ for _, e in ipairs(entries) do
       'worker', ARGV[2], 'lease_until', lease_until,
       'attempts', attempts, 'lease', lease, 'version', version)
     taken[#taken + 1] = jid
-    -- A hash an earlier release wrote has no `spec`, but its parts as
-    -- fields of their own.
-    local spec = s[6]
-    if not spec then
-      local parts = redis.call('HMGET', key, unpack(SPEC_ORDER))
-      for i = 1, #SPEC_ORDER do parts[i] = parts[i] or '' end
-      spec = table.concat(parts, '\0')
-    end
+    local spec = stored_spec(key, s[6])
     -- One string per job, not fourteen values: every value crossing from
     -- Lua into the reply costs, and NUL appears in none of them. One
     -- concatenation, not table.concat: no table to build per job.

@@ -44,6 +44,16 @@ local function spec_part(spec, n)
   return string.sub(spec, from, to and to - 1 or -1)
 end
 
+-- The job's `spec` as stored (`spec`, its field), or, for a hash an earlier
+-- release wrote, which has no `spec`, its parts joined from fields of their
+-- own.
+local function stored_spec(key, spec)
+  if spec then return spec end
+  local parts = redis.call('HMGET', key, unpack(SPEC_ORDER))
+  for i = 1, #SPEC_ORDER do parts[i] = parts[i] or '' end
+  return table.concat(parts, '\0')
+end
+
 -- The create-time value `name` of the job in hash `key`: from its `spec`,
 -- or from a field of that name in a hash an earlier release wrote.
 local function spec_value(key, name)
