@@ -574,12 +574,7 @@ async fn malformed_durations_are_refused_naming_the_field() {
             err.message()
         );
     }
-    let listed = app
-        .client
-        .list_jobs(pb::ListJobsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = app.list().await;
     assert!(listed.jobs.is_empty(), "nothing was stored: {listed:?}");
 
     // Well-formed ones still pass, a negative nanos with negative seconds

@@ -180,12 +180,7 @@ async fn a_repeated_idempotency_key_returns_the_first_job() {
         .job
         .unwrap();
     assert_eq!(first.jid, again.jid);
-    let listed = app
-        .client
-        .list_jobs(pb::ListJobsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = app.list().await;
     assert_eq!(listed.jobs.len(), 1, "created once");
     let other = pb::CreateJobRequest { end: 6, ..request };
     let err = app.client.create_job(other).await.unwrap_err();

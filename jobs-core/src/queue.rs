@@ -638,71 +638,25 @@ mod tests {
     use super::*;
     use crate::{JobStatus, NewJob, Store};
 
-    async fn queue(redis: &TestRedis, consumer: &str, lease: Duration) -> Queue {
-        let config = RedisConfig::new(redis.url(), redis.prefix());
-        let settings = QueueSettings {
-            lease,
-            ..QueueSettings::default()
-        };
-        Queue::connect(&config, consumer, settings).await.unwrap()
-    }
-
-    /// A claim that ran in Redis while its reply was lost (here, Redis
-    /// stalled past the response timeout): its job is RUNNING under the
-    /// worker, which never saw it. Taken up, it runs under the lost
-    /// claim's lease, as its first attempt.
-    #[tokio::test]
-    async fn a_claim_whose_reply_was_lost_is_taken_up() {
-        let redis = TestRedis::private();
-        let mut config = RedisConfig::new(redis.url(), redis.prefix());
-        config.redis_timeout_ms = 300;
-        let store = Store::connect(&config).await.unwrap();
-        let queue = Queue::connect(&config, "worker", QueueSettings::default())
-            .await
-            .unwrap();
-        let new = NewJob::parse(1, 3, "sum", None).unwrap();
-        let held = store.create(&new).await.unwrap().job.jid;
-        let held_claim = queue.claim_ready(1).await.unwrap();
-        let lost = store.create(&new).await.unwrap().job.jid;
-
-        redis.freeze(true);
-        let err = queue.claim_ready(10).await.unwrap_err();
-        redis.freeze(false);
-        assert!(err.may_have_run(), "{err:?}");
-        assert_eq!(store.get(&lost).await.unwrap().status, JobStatus::Running);
-
-        let taken = queue.take_up(10, &[held]).await.unwrap();
-        assert_eq!(taken.len(), 1, "only the job the worker did not know of");
-        assert_eq!((taken[0].job.jid, taken[0].lease.attempt()), (lost, 1));
-        assert!(queue.take_up(10, &[held, lost]).await.unwrap().is_empty());
-        let done: Vec<Finished> = held_claim
-            .into_iter()
-            .chain(taken)
-            .map(|claimed| Finished {
-                lease: claimed.lease,
-                outcome: crate::Outcome::Success(6.into()),
-            })
-            .collect();
-        assert_eq!(queue.finish(&done).await.unwrap(), [true, true]);
-        let finished = store.get(&lost).await.unwrap();
-        assert_eq!(
-            (finished.status, finished.attempts),
-            (JobStatus::Success, 1)
-        );
-    }
-
     /// A worker paused between its blocking read and its claim, for longer
     /// than a lease: recovery queues the job again under a new entry, and the
     /// late claim must not take it over the dead entry.
     #[tokio::test]
     async fn a_delivery_recovered_meanwhile_is_not_taken_late() {
         let redis = TestRedis::start();
-        let store = Store::connect(&RedisConfig::new(redis.url(), redis.prefix()))
+        let lease = Duration::from_millis(300);
+        let config = RedisConfig::new(redis.url(), redis.prefix());
+        let settings = QueueSettings {
+            lease,
+            ..QueueSettings::default()
+        };
+        let paused = Queue::connect(&config, "paused-worker", settings)
             .await
             .unwrap();
-        let lease = Duration::from_millis(300);
-        let paused = queue(&redis, "paused-worker", lease).await;
-        let alive = queue(&redis, "live-worker", lease).await;
+        let alive = Queue::connect(&config, "live-worker", settings)
+            .await
+            .unwrap();
+        let store = Store::connect(&config).await.unwrap();
         let jid = store
             .create(&NewJob::parse(1, 3, "sum", None).unwrap())
             .await

@@ -440,11 +440,9 @@ async fn a_job_cancelled_while_it_ran_is_never_queued_again() {
 async fn a_job_cancelled_while_its_worker_died_is_not_queued_again() {
     let redis = TestRedis::start();
     let (store, _) = setup(&redis).await;
-    let lease = Duration::from_millis(300);
-    let dead = queue_with_lease(&redis, "dead-worker", lease).await;
-    let alive = queue_with_lease(&redis, "live-worker", lease).await;
-    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
-    take_one(&dead).await;
+    let DeadWorker {
+        job, alive, lease, ..
+    } = DeadWorker::start(&redis, &store).await;
     assert_eq!(
         store.cancel(&job.jid).await.unwrap().status,
         JobStatus::Running
@@ -563,6 +561,50 @@ async fn a_create_whose_answer_is_lost_is_unconfirmed_or_sent_again() {
     assert_eq!(members(&restarted, "status:QUEUED").len(), 2);
 }
 
+/// A claim that ran in Redis while its reply was lost (here, Redis
+/// stalled past the response timeout): its job is RUNNING under the
+/// worker, which never saw it. Taken up, it runs under the lost
+/// claim's lease, as its first attempt.
+#[tokio::test]
+async fn a_claim_whose_reply_was_lost_is_taken_up() {
+    let redis = TestRedis::private();
+    let mut config = RedisConfig::new(redis.url(), redis.prefix());
+    config.redis_timeout_ms = 300;
+    let store = Store::connect(&config).await.unwrap();
+    let queue = Queue::connect(&config, "worker", QueueSettings::default())
+        .await
+        .unwrap();
+    let new = NewJob::parse(1, 3, "sum", None).unwrap();
+    let held = store.create(&new).await.unwrap().job.jid;
+    let held_claim = queue.claim_ready(1).await.unwrap();
+    let lost = store.create(&new).await.unwrap().job.jid;
+
+    redis.freeze(true);
+    let err = queue.claim_ready(10).await.unwrap_err();
+    redis.freeze(false);
+    assert!(err.may_have_run(), "{err:?}");
+    assert_eq!(store.get(&lost).await.unwrap().status, JobStatus::Running);
+
+    let taken = queue.take_up(10, &[held]).await.unwrap();
+    assert_eq!(taken.len(), 1, "only the job the worker did not know of");
+    assert_eq!((taken[0].job.jid, taken[0].lease.attempt()), (lost, 1));
+    assert!(queue.take_up(10, &[held, lost]).await.unwrap().is_empty());
+    let done: Vec<Finished> = held_claim
+        .into_iter()
+        .chain(taken)
+        .map(|claimed| Finished {
+            lease: claimed.lease,
+            outcome: Outcome::Success(6.into()),
+        })
+        .collect();
+    assert_eq!(queue.finish(&done).await.unwrap(), [true, true]);
+    let finished = store.get(&lost).await.unwrap();
+    assert_eq!(
+        (finished.status, finished.attempts),
+        (JobStatus::Success, 1)
+    );
+}
+
 /// Creates a job that must be accepted.
 async fn submit(store: &Store, new: NewJob) -> jobs_core::Job {
     store.create(&new).await.unwrap().job
@@ -635,6 +677,34 @@ async fn take_one(queue: &Queue) -> jobs_core::Lease {
         .lease
 }
 
+/// A job taken by a worker that then stops renewing its lease ("dead"),
+/// beside a live worker; both with short leases.
+struct DeadWorker {
+    job: jobs_core::Job,
+    dead: Queue,
+    /// The dead worker's lease on the job.
+    stale: jobs_core::Lease,
+    alive: Queue,
+    lease: Duration,
+}
+
+impl DeadWorker {
+    async fn start(redis: &TestRedis, store: &Store) -> Self {
+        let lease = Duration::from_millis(300);
+        let dead = queue_with_lease(redis, "dead-worker", lease).await;
+        let alive = queue_with_lease(redis, "live-worker", lease).await;
+        let job = submit(store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+        let stale = take_one(&dead).await;
+        Self {
+            job,
+            dead,
+            stale,
+            alive,
+            lease,
+        }
+    }
+}
+
 /// A queue whose leases last `lease`.
 async fn queue_with_lease(redis: &TestRedis, consumer: &str, lease: Duration) -> Queue {
     let config = RedisConfig::new(redis.url(), redis.prefix());
@@ -649,11 +719,13 @@ async fn queue_with_lease(redis: &TestRedis, consumer: &str, lease: Duration) ->
 async fn a_lapsed_lease_is_recovered_and_its_late_writes_refused() {
     let redis = TestRedis::start();
     let (store, _) = setup(&redis).await;
-    let lease = Duration::from_millis(300);
-    let dead = queue_with_lease(&redis, "dead-worker", lease).await;
-    let alive = queue_with_lease(&redis, "live-worker", lease).await;
-    let job = submit(&store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
-    let stale = take_one(&dead).await;
+    let DeadWorker {
+        job,
+        dead,
+        stale,
+        alive,
+        lease,
+    } = DeadWorker::start(&redis, &store).await;
 
     // While the lease runs, recovery leaves the job alone.
     assert_eq!(alive.recover().await.unwrap(), Recovered::default());

@@ -330,17 +330,9 @@ impl Runner {
         let mut queue_drained = false;
         loop {
             sending.get_or_insert_with(|| outbox.will_send());
-            // Biased: with a slot free and shutdown requested, both branches
-            // are ready, and shutdown must win every time.
-            let first = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return,
-                slot = self.slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => return,
-                },
+            let Some(slots) = self.free_slots(shutdown).await else {
+                return;
             };
-            let slots = self.gather_slots(first).await;
             let claiming = self.claiming.read().await;
             let outcomes = outbox.take(MAX_BATCH);
             let (recorded, claimed) = if std::mem::take(&mut queue_drained) {
@@ -421,15 +413,9 @@ impl Runner {
         let mut backoff = Backoff::default();
         while Instant::now() < give_up {
             // Slots first, then the lock, in the claim loops' order.
-            let first = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return,
-                slot = self.slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => return,
-                },
+            let Some(slots) = self.free_slots(shutdown).await else {
+                return;
             };
-            let slots = self.gather_slots(first).await;
             let alone = self.claiming.write().await;
             let held: Vec<JobId> = lock(&self.running).keys().copied().collect();
             match self.queue.take_up(slots.len(), &held).await {
@@ -478,6 +464,19 @@ impl Runner {
                 waiting.await
             }
         }
+    }
+
+    /// Waits for a free slot, then takes as many as [`Self::gather_slots`]
+    /// does; none at shutdown.
+    async fn free_slots(&self, shutdown: &CancellationToken) -> Option<Vec<OwnedSemaphorePermit>> {
+        // Biased: with a slot free and shutdown requested, both branches are
+        // ready, and shutdown must win every time.
+        let first = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return None,
+            slot = self.slots.clone().acquire_owned() => slot.ok()?,
+        };
+        Some(self.gather_slots(first).await)
     }
 
     /// The first free slot and as many more as come free, up to one claim's

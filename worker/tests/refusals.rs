@@ -48,6 +48,38 @@ fn worker_user(redis: &TestRedis) -> String {
         .replacen("redis://", "redis://worker:secret@", 1)
 }
 
+/// A worker running a job as a Redis user that has then lost the right to
+/// run scripts: Redis refuses every outcome it records (NOPERM) until
+/// `admin` gives the right back.
+struct Denied {
+    store: Store,
+    worker: Worker,
+    jid: JobId,
+    admin: redis::Connection,
+}
+
+impl Denied {
+    async fn start(redis: &TestRedis, lease_ms: &str) -> Self {
+        let store = store(redis).await;
+        let url = worker_user(redis);
+        let mut admin = redis.connection();
+        let jid = submit(&store, one_shot_sleep(300)).await;
+        let worker = Worker::start(
+            redis,
+            "denied",
+            &[("REDIS_URL", &url), ("JOBS_LEASE_MS", lease_ms)],
+        );
+        running(&store, jid).await;
+        command(&mut admin, &["ACL", "SETUSER", "worker", "-@scripting"]);
+        Self {
+            store,
+            worker,
+            jid,
+            admin,
+        }
+    }
+}
+
 async fn running(store: &Store, jid: JobId) {
     wait_for(store, jid, Duration::from_secs(10), |job| {
         job.status == JobStatus::Running
@@ -91,20 +123,14 @@ async fn an_outcome_refused_while_redis_is_out_of_memory_is_recorded_once_it_has
 #[tokio::test]
 async fn an_outcome_redis_refuses_for_another_reason_is_kept_while_its_lease_holds() {
     let redis = TestRedis::private();
-    let store = store(&redis).await;
-    let url = worker_user(&redis);
-    let mut admin = redis.connection();
-    let jid = submit(&store, one_shot_sleep(300)).await;
-    let worker = Worker::start(
-        &redis,
-        "denied",
-        &[("REDIS_URL", &url), ("JOBS_LEASE_MS", "5000")],
-    );
-    running(&store, jid).await;
-
     // Not a state Redis leaves by itself (NOPERM): still no reason to drop
     // an outcome while Redis may take it later.
-    command(&mut admin, &["ACL", "SETUSER", "worker", "-@scripting"]);
+    let Denied {
+        store,
+        worker,
+        jid,
+        mut admin,
+    } = Denied::start(&redis, "5000").await;
     worker
         .wait_for_log("cannot record outcomes", Duration::from_secs(10))
         .await;
@@ -124,18 +150,12 @@ async fn an_outcome_redis_refuses_for_another_reason_is_kept_while_its_lease_hol
 #[tokio::test]
 async fn an_outcome_redis_never_takes_is_given_up_once_its_lease_has_lapsed() {
     let redis = TestRedis::private();
-    let store = store(&redis).await;
-    let url = worker_user(&redis);
-    let mut admin = redis.connection();
-    let jid = submit(&store, one_shot_sleep(300)).await;
-    let worker = Worker::start(
-        &redis,
-        "denied",
-        &[("REDIS_URL", &url), ("JOBS_LEASE_MS", "1000")],
-    );
-    running(&store, jid).await;
-
-    command(&mut admin, &["ACL", "SETUSER", "worker", "-@scripting"]);
+    let Denied {
+        store,
+        worker,
+        jid,
+        mut admin,
+    } = Denied::start(&redis, "1000").await;
     worker
         .wait_for_log(
             "giving up an outcome that cannot be recorded",

@@ -137,6 +137,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The first page of every job, newest first.
+    pub async fn list(&mut self) -> pb::ListJobsResponse {
+        self.client
+            .list_jobs(pb::ListJobsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn get(&mut self, jid: &str) -> pb::Job {
         self.client
             .get_job(pb::GetJobRequest { jid: jid.into() })
