@@ -605,6 +605,35 @@ async fn a_claim_whose_reply_was_lost_is_taken_up() {
     );
 }
 
+/// The create runs, and its connection drops before the answer comes back:
+/// sent again with the same jid, it is refused as a duplicate, and the job
+/// it made is read back, once.
+#[tokio::test]
+async fn a_create_whose_connection_dropped_after_it_ran_is_read_back() {
+    let redis = TestRedis::private();
+    // create.lua's answer starts with the bulk string "ok".
+    let proxy = jobs_testkit::FaultyProxy::start(redis.url(), jobs_testkit::Fault::Cut, |chunk| {
+        chunk.windows(8).any(|window| window == b"$2\r\nok\r\n")
+    });
+    let store = Store::connect(&RedisConfig::new(proxy.url(), redis.prefix()))
+        .await
+        .unwrap();
+    let created = store
+        .create(&NewJob::parse(1, 3, "sum", None).unwrap())
+        .await
+        .unwrap();
+    assert!(!created.replayed);
+    assert_eq!(
+        members(&redis, "status:QUEUED"),
+        [created.job.jid.to_string()]
+    );
+    let stored = store.get(&created.job.jid).await.unwrap();
+    assert_eq!(
+        (stored.status, stored.create_time),
+        (JobStatus::Queued, created.job.create_time)
+    );
+}
+
 /// Creates a job that must be accepted.
 async fn submit(store: &Store, new: NewJob) -> jobs_core::Job {
     store.create(&new).await.unwrap().job

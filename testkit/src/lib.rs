@@ -226,6 +226,86 @@ fn spawn_persistent(port: u16, dir: &std::path::Path) -> Child {
     )
 }
 
+/// What a [`FaultyProxy`] does with a chunk of bytes from Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward it.
+    Pass,
+    /// Forward it (and what follows on that connection) this much later.
+    Delay(Duration),
+    /// Drop it and close the connection, as a Redis that went away after
+    /// running the command would.
+    Cut,
+}
+
+/// A TCP proxy in front of a test's Redis that does to the first chunk from
+/// Redis matching a predicate what a flaky network or a stalled server
+/// would, and passes everything else; for tests of answers that are lost or
+/// late. It runs on threads of its own, so a test that blocks its async
+/// runtime does not stall it.
+#[derive(Debug)]
+pub struct FaultyProxy {
+    url: String,
+}
+
+impl FaultyProxy {
+    /// Forwards to `redis` (a `redis://host:port` URL); `fault` is applied
+    /// to the first chunk from Redis for which `matches` holds, once.
+    pub fn start(redis: &str, fault: Fault, matches: fn(&[u8]) -> bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let url = format!(
+            "redis://{}",
+            listener.local_addr().expect("the proxy's address")
+        );
+        let upstream = redis.trim_start_matches("redis://").to_owned();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (Ok(mut client_in), Ok(mut server_in)) =
+                    (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                let (mut client_out, mut server_out) = (client, server);
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_in, &mut server_out);
+                });
+                let done = done.clone();
+                thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buffer = vec![0; 64 * 1024];
+                    while let Ok(read @ 1..) = server_in.read(&mut buffer) {
+                        let chunk = &buffer[..read];
+                        if matches(chunk) && !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                            match fault {
+                                Fault::Pass => {}
+                                Fault::Delay(delay) => thread::sleep(delay),
+                                Fault::Cut => {
+                                    let _ = client_out.shutdown(std::net::Shutdown::Both);
+                                    let _ = server_in.shutdown(std::net::Shutdown::Both);
+                                    return;
+                                }
+                            }
+                        }
+                        if client_out.write_all(chunk).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { url }
+    }
+
+    /// The URL to reach Redis through the proxy.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
