@@ -7,23 +7,16 @@
 
 mod support;
 
-use support::{Worker, finished, store, wait_for};
+use support::{Worker, finished, sleep_job, store, submit, wait_for};
 
 use std::time::Duration;
 
 use jobs_core::{JobId, JobStatus, NewJob, Store};
 use jobs_testkit::TestRedis;
 
-async fn submit(store: &Store, new: NewJob) -> JobId {
-    store.create(&new).await.unwrap().job.jid
-}
-
 /// A sleep job with one attempt: an outcome lost is a job ended ERROR.
 fn one_shot_sleep(millis: i64) -> NewJob {
-    NewJob::parse(0, millis, "sleep", None)
-        .unwrap()
-        .with_max_attempts(1)
-        .unwrap()
+    sleep_job(millis, 1)
 }
 
 fn command(conn: &mut redis::Connection, args: &[&str]) {

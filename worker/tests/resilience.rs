@@ -5,26 +5,15 @@
 
 mod support;
 
-use support::{Worker, store, wait_for};
+use support::{Worker, sleep_job, store, submit, wait_for};
 
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
 };
 
-use jobs_core::{AttemptOutcome, JobId, JobStatus, NewJob, Store};
+use jobs_core::{AttemptOutcome, JobStatus, Store};
 use jobs_testkit::TestRedis;
-
-async fn submit(store: &Store, new: NewJob) -> JobId {
-    store.create(&new).await.unwrap().job.jid
-}
-
-fn sleep_job(millis: i64) -> NewJob {
-    NewJob::parse(0, millis, "sleep", None)
-        .unwrap()
-        .with_max_attempts(10)
-        .unwrap()
-}
 
 const FAST_LEASE: (&str, &str) = ("JOBS_LEASE_MS", "600");
 
@@ -33,7 +22,7 @@ async fn a_job_whose_worker_is_killed_is_finished_by_another() {
     let redis = TestRedis::start();
     let store = store(&redis).await;
     let first = Worker::start(&redis, "first", &[FAST_LEASE]);
-    let jid = submit(&store, sleep_job(1500)).await;
+    let jid = submit(&store, sleep_job(1500, 10)).await;
     wait_for(&store, jid, Duration::from_secs(10), |job| {
         job.status == JobStatus::Running
     })
@@ -66,7 +55,7 @@ async fn a_paused_worker_cannot_overwrite_the_job_another_finished() {
     let redis = TestRedis::start();
     let store = store(&redis).await;
     let paused = Worker::start(&redis, "paused", &[FAST_LEASE]);
-    let jid = submit(&store, sleep_job(800)).await;
+    let jid = submit(&store, sleep_job(800, 10)).await;
     wait_for(&store, jid, Duration::from_secs(10), |job| {
         job.status == JobStatus::Running
     })
@@ -109,7 +98,7 @@ async fn sigterm_lets_the_job_in_flight_finish() {
     let redis = TestRedis::start();
     let store = store(&redis).await;
     let worker = Worker::start(&redis, "leaving", &[]);
-    let jid = submit(&store, sleep_job(700)).await;
+    let jid = submit(&store, sleep_job(700, 10)).await;
     wait_for(&store, jid, Duration::from_secs(10), |job| {
         job.status == JobStatus::Running
     })
@@ -124,7 +113,7 @@ async fn a_second_sigterm_stops_a_worker_that_waits_for_redis() {
     let mut redis = TestRedis::private();
     let store = store(&redis).await;
     let mut worker = Worker::start(&redis, "waiting", &[("JOBS_SHUTDOWN_GRACE_MS", "100")]);
-    let jid = submit(&store, sleep_job(60_000)).await;
+    let jid = submit(&store, sleep_job(60_000, 10)).await;
     wait_for(&store, jid, Duration::from_secs(10), |job| {
         job.status == JobStatus::Running
     })
@@ -151,7 +140,7 @@ async fn past_the_grace_period_a_job_is_handed_back_at_once() {
     let store = store(&redis).await;
     // The default 30 s lease: only a hand-back explains a quick finish.
     let leaving = Worker::start(&redis, "leaving", &[("JOBS_SHUTDOWN_GRACE_MS", "200")]);
-    let jid = submit(&store, sleep_job(5000)).await;
+    let jid = submit(&store, sleep_job(5000, 10)).await;
     wait_for(&store, jid, Duration::from_secs(10), |job| {
         job.status == JobStatus::Running
     })
@@ -196,7 +185,7 @@ async fn a_thousand_jobs_survive_workers_killed_again_and_again() {
     let env = [FAST_LEASE, ("JOBS_WORKER_CONCURRENCY", "16")];
     let mut jids = Vec::new();
     for i in 0..1000 {
-        jids.push(submit(&store, sleep_job(i % 40)).await);
+        jids.push(submit(&store, sleep_job(i % 40, 10)).await);
     }
     let mut logs = String::new();
     let mut workers: Vec<_> = (0..3)
@@ -264,7 +253,7 @@ async fn a_redis_restart_loses_no_job_and_the_processes_recover() {
     let store = store(&redis).await;
     let mut jids = Vec::new();
     for i in 0..300 {
-        jids.push(submit(&store, sleep_job(i % 20)).await);
+        jids.push(submit(&store, sleep_job(i % 20, 10)).await);
     }
     let workers: Vec<_> = (0..2)
         .map(|n| {

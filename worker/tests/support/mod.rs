@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use jobs_core::{Job, JobId, RedisConfig, Store};
+use jobs_core::{Job, JobId, NewJob, RedisConfig, Store};
 use jobs_testkit::{Spawned, TestRedis};
 
 /// The `jobs-worker` binary against the test's Redis and prefix, with no
@@ -29,6 +29,19 @@ pub fn worker_binary(redis: &TestRedis) -> Command {
 pub async fn store(redis: &TestRedis) -> Store {
     Store::connect(&RedisConfig::new(redis.url(), redis.prefix()))
         .await
+        .unwrap()
+}
+
+/// Creates `new`, which must be accepted, and returns its id.
+pub async fn submit(store: &Store, new: NewJob) -> JobId {
+    store.create(&new).await.unwrap().job.jid
+}
+
+/// A sleep job of `millis` that may take `attempts` attempts.
+pub fn sleep_job(millis: i64, attempts: u32) -> NewJob {
+    NewJob::parse(0, millis, "sleep", None)
+        .unwrap()
+        .with_max_attempts(attempts)
         .unwrap()
 }
 
