@@ -45,8 +45,8 @@ pub use job::{
 pub use number::integer_text;
 pub use queue::{Claimed, Finished, Lease, LeaseAck, Outcome, Queue, QueueSettings, Recovered};
 pub use store::{
-    Created, DEFAULT_PAGE_SIZE, JobOutcome, JobPage, ListQuery, MAX_BATCH_JOBS, MAX_PAGE_SIZE,
-    QueueStats, Store, check_batch_size,
+    CANCEL_REASON, Created, DEFAULT_PAGE_SIZE, JobOutcome, JobPage, ListQuery, MAX_BATCH_JOBS,
+    MAX_PAGE_SIZE, QueueStats, Store, check_batch_size,
 };
 pub use trace::{InvalidTraceParent, TraceParent};
 

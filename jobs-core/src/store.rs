@@ -43,8 +43,10 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// The largest page a list request gets; larger requests are cut to it.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-/// The reason stored on a job cancelled by a client.
-const CANCEL_REASON: &str = "cancelled by request";
+/// The error stored on a job cancelled at a client's request, whether it
+/// was queued (here) or running (by its worker; `common.lua` has a copy for
+/// the scripts that end such a job).
+pub const CANCEL_REASON: &str = "cancelled by request";
 
 /// The names of every key, derived from the prefix. Those every create
 /// names are formatted once, not at each call.

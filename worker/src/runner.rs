@@ -60,8 +60,6 @@ const MAX_BATCH: usize = 100;
 const BLOCK: Duration = Duration::from_secs(1);
 /// The longest pause between retries while Redis is unavailable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// The error recorded on a job cancelled while it ran.
-const CANCELLED: &str = "cancelled by request";
 
 /// Why a running attempt was stopped before its handler returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -618,7 +616,7 @@ impl Runner {
                     Some(Stop::Cancelled) | None => {
                         tracing::info!("cancelled");
                         counts.cancelled.inc();
-                        Outcome::Cancelled(CANCELLED.to_owned())
+                        Outcome::Cancelled(jobs_core::CANCEL_REASON.to_owned())
                     }
                 },
             };

@@ -46,17 +46,24 @@ end
 
 local entries = {}
 if #ARGV > 5 then
+  -- The read that delivered these entries may be a lease old by now (a
+  -- paused worker, a slow reply), and recovery may since have queued their
+  -- jobs again under new entries and deleted these: then a job is not this
+  -- worker's to take, and taking it would leave it RUNNING with no pending
+  -- entry for recovery to find. Only entries still pending to this consumer
+  -- are taken; any other is left alone (acknowledging one pending elsewhere
+  -- would take it from its holder). One read delivers consecutive entries,
+  -- in order: those pending to this consumer between the first and the last
+  -- are theirs.
+  local pairs_given = (#ARGV - 5) / 2
+  local still = {}
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[6], ARGV[#ARGV - 1],
+      string.format('%d', pairs_given), ARGV[2])) do
+    still[p[1]] = true
+  end
   for i = 6, #ARGV, 2 do
-    -- The read that delivered this entry may be a lease old by now (a paused
-    -- worker, a slow reply), and recovery may since have queued its job again
-    -- under a new entry and deleted this one: then the job is not this
-    -- worker's to take, and taking it would leave it RUNNING with no pending
-    -- entry for recovery to find. Only an entry still pending to this
-    -- consumer is taken; any other is left alone (acknowledging one pending
-    -- elsewhere would take it from its holder).
-    local id = ARGV[i]
-    if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, '1', ARGV[2]) > 0 then
-      entries[#entries + 1] = {id, ARGV[i + 1]}
+    if still[ARGV[i]] then
+      entries[#entries + 1] = {ARGV[i], ARGV[i + 1]}
     end
   end
 else
@@ -64,12 +71,7 @@ else
     'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
   if reply then
     for _, entry in ipairs(reply[1][2]) do
-      local fields = entry[2]
-      local jid = nil
-      for i = 1, #fields, 2 do
-        if fields[i] == 'jid' then jid = fields[i + 1] end
-      end
-      entries[#entries + 1] = {entry[1], jid}
+      entries[#entries + 1] = {entry[1], entry_jid(entry[2])}
     end
   end
 end
@@ -88,12 +90,8 @@ for _, e in ipairs(entries) do
       'worker', ARGV[2], 'lease_until', lease_until,
       'attempts', attempts, 'lease', lease, 'version', version)
     taken[#taken + 1] = jid
-    local spec = stored_spec(key, s[6])
-    -- One string per job, not fourteen values: every value crossing from
-    -- Lua into the reply costs, and NUL appears in none of them. One
-    -- concatenation, not table.concat: no table to build per job.
-    claimed[#claimed + 1] = id .. '\0' .. jid .. '\0' .. attempts .. '\0' .. lease .. '\0'
-      .. version .. '\0' .. (s[2] or '') .. '\0' .. now .. '\0' .. spec
+    claimed[#claimed + 1] = claim_row(id, jid, attempts, lease, version, s[2] or '', now,
+      stored_spec(key, s[6]))
     if watching then
       channels[#channels + 1] = prefix .. ':events:' .. jid
       keys[#keys + 1] = key

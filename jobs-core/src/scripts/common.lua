@@ -8,9 +8,9 @@ local function clock()
 end
 
 -- The error a job cancelled at a client's request carries (store.rs's
--- CANCEL_REASON, which cancel.lua is given): here for a job whose
--- cancellation was requested while it ran and which would otherwise be
--- queued again.
+-- CANCEL_REASON, which cancel.lua is given and the worker records): here
+-- for a job whose cancellation was requested while it ran and which would
+-- otherwise be queued again.
 local CANCELLED_BY_REQUEST = 'cancelled by request'
 
 -- The count after `text` (absent counts as 0), as a string. A Lua number
@@ -42,6 +42,24 @@ local function spec_part(spec, n)
   end
   local to = string.find(spec, '\0', from, true)
   return string.sub(spec, from, to and to - 1 or -1)
+end
+
+-- The jid a queue entry's fields (field, value, ...) carry, or nil (an
+-- entry deleted since it was delivered has no fields).
+local function entry_jid(fields)
+  for i = 1, #(fields or {}), 2 do
+    if fields[i] == 'jid' then return fields[i + 1] end
+  end
+  return nil
+end
+
+-- A claimed job as the worker reads it (queue.rs's CLAIM_REPLY): one string,
+-- not fourteen values, since every value crossing from Lua into the reply
+-- costs and NUL appears in none of them; one concatenation, no table per
+-- job.
+local function claim_row(id, jid, attempts, lease, version, seq, start_time, spec)
+  return id .. '\0' .. jid .. '\0' .. attempts .. '\0' .. lease .. '\0' .. version
+    .. '\0' .. seq .. '\0' .. start_time .. '\0' .. spec
 end
 
 -- The job's `spec` as stored (`spec`, its field), or, for a hash an earlier

@@ -103,12 +103,12 @@ for i = 6, #ARGV, 6 do
         entry.number = nil
         attempts = number - 1
       end
-      redis.call('HSET', key, 'status', 'QUEUED', 'progress', 0, 'attempts', attempts,
+      if past[4] == '1' then ends = 'CANCELLED' end
+      redis.call('HSET', key, 'status', ends, 'progress', 0, 'attempts', attempts,
         'history', with_attempt(past[3], entry), 'version', version)
       redis.call('HDEL', key, 'lease_until', 'worker')
-      if past[4] == '1' then
-        ends = 'CANCELLED'
-        redis.call('HSET', key, 'status', ends, 'end_time', now, 'error', CANCELLED_BY_REQUEST)
+      if ends == 'CANCELLED' then
+        redis.call('HSET', key, 'end_time', now, 'error', CANCELLED_BY_REQUEST)
       elseif outcome == 'FAILED' then
         redis.call('HSET', key, 'error', payload)
         delayed[#delayed + 1] = now_ms + tonumber(delay)

@@ -114,17 +114,14 @@ if ARGV[5] == '1' and redis.call('EXISTS', stream) == 1 then
     if pending.err then break end
     for _, p in ipairs(pending) do
       local entry = redis.call('XRANGE', stream, p[1], p[1])[1]
-      local fields = entry and entry[2] or {}
-      for i = 1, #fields, 2 do
-        local jid = fields[i] == 'jid' and fields[i + 1]
-        if jid and not seen[jid] then
-          seen[jid] = true
-          local s = redis.call('HMGET', prefix .. ':job:' .. jid, 'status', 'seq')
-          local seq = tonumber(s[2])
-          if s[1] == 'RUNNING' and seq and seq > floor
-              and (seq < below or (inclusive and seq == below)) then
-            running[#running + 1] = {seq, jid}
-          end
+      local jid = entry and entry_jid(entry[2])
+      if jid and not seen[jid] then
+        seen[jid] = true
+        local s = redis.call('HMGET', prefix .. ':job:' .. jid, 'status', 'seq')
+        local seq = tonumber(s[2])
+        if s[1] == 'RUNNING' and seq and seq > floor
+            and (seq < below or (inclusive and seq == below)) then
+          running[#running + 1] = {seq, jid}
         end
       end
     end

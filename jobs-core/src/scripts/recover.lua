@@ -45,13 +45,7 @@ local RECLAIM_AT_ONCE = 100
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], ARGV[6],
   'COUNT', RECLAIM_AT_ONCE)
 for _, entry in ipairs(claimed[2]) do
-  local id, fields = entry[1], entry[2]
-  local jid = nil
-  if fields then
-    for i = 1, #fields, 2 do
-      if fields[i] == 'jid' then jid = fields[i + 1] end
-    end
-  end
+  local id, jid = entry[1], entry_jid(entry[2])
   local key = jid and (prefix .. ':job:' .. jid)
   local s = key and redis.call('HMGET', key, 'status', 'lease_until', 'seq',
     'attempts', 'worker', 'start_time', 'history', 'cancel') or {}
@@ -75,14 +69,14 @@ for _, entry in ipairs(claimed[2]) do
       else
         local entry = {number = attempts, worker = s[5], start_time = s[6],
           end_time = now, outcome = 'LOST', error = err}
-        redis.call('HSET', key, 'status', 'QUEUED', 'progress', 0, 'error', err,
-          'history', with_attempt(s[7], entry))
+        -- Its cancellation was requested while it ran: it ends here, as
+        -- cancel.lua ends a queued job, and does not run again.
+        local cancel = s[8] == '1'
+        redis.call('HSET', key, 'status', cancel and 'CANCELLED' or 'QUEUED', 'progress', 0,
+          'error', cancel and CANCELLED_BY_REQUEST or err, 'history', with_attempt(s[7], entry))
         redis.call('HDEL', key, 'lease_until', 'worker')
-        if s[8] == '1' then
-          -- Its cancellation was requested while it ran: it ends here, as
-          -- cancel.lua ends a queued job, and does not run again.
-          redis.call('HSET', key, 'status', 'CANCELLED', 'end_time', now,
-            'error', CANCELLED_BY_REQUEST)
+        if cancel then
+          redis.call('HSET', key, 'end_time', now)
           redis.call('ZADD', prefix .. ':status:CANCELLED', s[3], jid)
           redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), jid)
           cancelled = cancelled + 1

@@ -34,21 +34,14 @@ for _, p in ipairs(pending) do
   if #rows >= max then break end
   local id = p[1]
   local entry = redis.call('XRANGE', KEYS[1], id, id)[1]
-  local jid = nil
-  if entry then
-    local fields = entry[2]
-    for i = 1, #fields, 2 do
-      if fields[i] == 'jid' then jid = fields[i + 1] end
-    end
-  end
+  local jid = entry and entry_jid(entry[2])
   if jid and not held[jid] then
     local key = prefix .. ':job:' .. jid
     local s = redis.call('HMGET', key, 'status', 'worker', 'lease_until', 'attempts', 'lease',
       'version', 'seq', 'start_time', 'spec')
     if s[1] == 'RUNNING' and s[2] == ARGV[2] and tonumber(s[3] or 0) >= now_ms then
-      rows[#rows + 1] = id .. '\0' .. jid .. '\0' .. (s[4] or '') .. '\0' .. (s[5] or '')
-        .. '\0' .. (s[6] or '') .. '\0' .. (s[7] or '') .. '\0' .. (s[8] or '') .. '\0'
-        .. stored_spec(key, s[9])
+      rows[#rows + 1] = claim_row(id, jid, s[4] or '', s[5] or '', s[6] or '', s[7] or '',
+        s[8] or '', stored_spec(key, s[9]))
     end
   end
 end
