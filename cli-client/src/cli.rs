@@ -36,9 +36,10 @@ pub struct Cli {
         long,
         global = true,
         env = "JOBS_SERVER",
-        default_value = "http://127.0.0.1:50051",
-        value_parser = parse_http_url
+        default_value = "http://127.0.0.1:50051"
     )]
+    // Checked by `commands::run` (`parse_http_url`), not by clap: a bad
+    // JOBS_SERVER must not stop `jobs completions`, which dials nothing.
     pub(crate) server: String,
 
     /// The bearer token the server requires (the server's JOBS_API_TOKEN),
@@ -346,7 +347,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 /// or `host:port` meaning that. Any other scheme is refused rather than
 /// dialled: jobs has no TLS client, so `https://` would reach the server in
 /// plain text, bearer token included, while the user believes it encrypted.
-fn parse_http_url(text: &str) -> Result<String, String> {
+pub(crate) fn parse_http_url(text: &str) -> Result<String, String> {
     let url = if text.contains("://") {
         text.to_owned()
     } else {

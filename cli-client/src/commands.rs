@@ -18,8 +18,8 @@ use tonic::{
 use crate::{
     auth::BearerToken,
     bench,
-    cli::{Cli, Command, DataCommand, StatusFilter, SubmitArgs},
-    errors::{self, JobEnded, NoAnswer},
+    cli::{self, Cli, Command, DataCommand, StatusFilter, SubmitArgs},
+    errors::{self, BadServer, JobEnded, NoAnswer},
     follow::{Bar, follow},
     load,
     output::{Printer, job_json, outcome_json, result_json, status_name, stderr_line, value_text},
@@ -57,20 +57,35 @@ pub(crate) type DataClient = DataServiceClient<Authed>;
 /// Runs the command; returns the exit code after printing any error as one
 /// line on stderr.
 pub async fn run(cli: Cli) -> ExitCode {
-    // Already a checked http:// URL (`cli::parse_http_url`).
-    let server = cli.server;
     let printer = Printer::new(cli.output);
+    // Needs no server, so it works whatever JOBS_SERVER holds.
+    if let Command::Completions { shell } = cli.command {
+        return exit_with(completions(shell, printer), &cli.server, false);
+    }
+    let server = match cli::parse_http_url(&cli.server) {
+        Ok(server) => server,
+        Err(reason) => return fail(&BadServer(reason).into(), &cli.server, false),
+    };
     let token = match BearerToken::new(cli.token.as_deref()) {
         Ok(token) => token,
         Err(err) => return fail(&err.into(), &server, false),
     };
     let api = Api { server, token };
-    match execute(cli.command, &api, printer).await {
+    exit_with(
+        execute(cli.command, &api, printer).await,
+        &api.server,
+        api.token.is_set(),
+    )
+}
+
+/// The exit code of a command's outcome, printing any error.
+fn exit_with(ran: anyhow::Result<()>, server: &str, token_sent: bool) -> ExitCode {
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of stdout has gone (`jobs list | head -1`): nothing
         // is wrong and nobody is left to tell.
         Err(err) if errors::is_broken_pipe(&err) => ExitCode::SUCCESS,
-        Err(err) => fail(&err, &api.server, api.token.is_set()),
+        Err(err) => fail(&err, server, token_sent),
     }
 }
 
@@ -107,7 +122,6 @@ async fn execute(command: Command, api: &Api, printer: Printer) -> anyhow::Resul
         }
         Command::Data(DataCommand::Get { id }) => data_get(api, id, printer).await,
         Command::Bench(args) => bench::run(api, &args, printer).await,
-        // Needs no server, so it works anywhere.
         Command::Completions { shell } => completions(shell, printer),
     }
 }

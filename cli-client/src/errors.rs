@@ -74,9 +74,15 @@ pub(crate) struct RestUnreachable {
     pub(crate) cause: String,
 }
 
+/// `--server` / `JOBS_SERVER` is not an address `jobs` can dial; a usage
+/// error (exit code 2), as clap's own are.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid --server / JOBS_SERVER: {0}")]
+pub(crate) struct BadServer(pub(crate) String);
+
 /// The process exit code for a failure.
 pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<BadToken>().is_some() {
+    if err.downcast_ref::<BadToken>().is_some() || err.downcast_ref::<BadServer>().is_some() {
         return exit::USAGE;
     }
     if err.downcast_ref::<tonic::transport::Error>().is_some()

@@ -495,6 +495,11 @@ async fn health_and_completions_speak_json_too() {
         assert_eq!(wrapped["shell"], shell);
         assert_eq!(wrapped["script"].as_str().unwrap().trim_end(), script);
     }
+    // Nor a server address that could be dialled: a shell's start-up
+    // script must not break on a JOBS_SERVER that other commands refuse.
+    let script = jobs("https://jobs.example:443", &["completions", "bash"]).await;
+    assert_code(&script, 0);
+    assert!(stdout(&script).contains("complete -F _jobs"));
 }
 
 #[tokio::test]
