@@ -43,7 +43,9 @@ pub use job::{
     MAX_PARAMS_BYTES, MAX_TIMEOUT, NewJob, Params, Timestamp,
 };
 pub use number::integer_text;
-pub use queue::{Claimed, Finished, Lease, LeaseAck, Outcome, Queue, QueueSettings, Recovered};
+pub use queue::{
+    Claimed, Finished, Lease, LeaseAck, Outcome, Queue, QueueSettings, Recorded, Recovered,
+};
 pub use store::{
     CANCEL_REASON, Created, DEFAULT_PAGE_SIZE, JobOutcome, JobPage, ListQuery, MAX_BATCH_JOBS,
     MAX_PAGE_SIZE, QueueStats, Store, check_batch_size,

@@ -32,7 +32,7 @@ use futures_util::{Stream, StreamExt};
 use redis::{aio::ConnectionManager, streams::StreamReadReply};
 
 use crate::{
-    Error, Job, JobId, RedisConfig, Result, Retention, record, scripts,
+    Error, Job, JobId, JobStatus, RedisConfig, Result, Retention, record, scripts,
     store::{GROUP, Keys, connect_manager},
 };
 
@@ -156,8 +156,23 @@ impl LeaseAck {
     }
 }
 
+/// What became of an outcome given to [`Queue::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded as given.
+    Done,
+    /// Recorded, but the job, which the outcome would have queued again
+    /// (a failure with attempts left, or a hand-back), ended CANCELLED: its
+    /// cancellation was requested while the attempt ran.
+    CancelledInstead,
+    /// Not recorded: the job was no longer that lease's (cancelled and
+    /// finished, or the lease lapsed and the job was given to another
+    /// worker).
+    Refused,
+}
+
 /// What one recovery pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovered {
     /// Jobs whose lease had lapsed (or whose delivery was never taken),
     /// queued again.
@@ -169,6 +184,9 @@ pub struct Recovered {
     pub cancelled: u64,
     /// Finished jobs past their retention, deleted with their index entries.
     pub forgotten: u64,
+    /// The kind and final status (ERROR or CANCELLED) of each job this pass
+    /// ended: no worker recorded those endings, so the caller counts them.
+    pub ended: Vec<(String, JobStatus)>,
 }
 
 impl Queue {
@@ -423,10 +441,8 @@ impl Queue {
     }
 
     /// Records how attempts ended, all in one atomic step, and acknowledges
-    /// their queue entries. For each, true when it was recorded; false when
-    /// the job was no longer that lease's (cancelled and finished, or the
-    /// lease lapsed and the job was given to another worker).
-    pub async fn finish(&self, finished: &[Finished]) -> Result<Vec<bool>> {
+    /// their queue entries. Says for each what became of it.
+    pub async fn finish(&self, finished: &[Finished]) -> Result<Vec<Recorded>> {
         if finished.is_empty() {
             return Ok(Vec::new());
         }
@@ -457,7 +473,14 @@ impl Queue {
         }
         let mut conn = self.conn.clone();
         let recorded: Vec<i64> = invocation.invoke_async(&mut conn).await?;
-        Ok(recorded.into_iter().map(|flag| flag == 1).collect())
+        Ok(recorded
+            .into_iter()
+            .map(|flag| match flag {
+                1 => Recorded::Done,
+                2 => Recorded::CancelledInstead,
+                _ => Recorded::Refused,
+            })
+            .collect())
     }
 
     /// Whether the finish acknowledging `acking` more entries should also
@@ -524,30 +547,29 @@ impl Queue {
             let mut total = Recovered::default();
             let mut cursor = String::from("0-0");
             for _ in 0..MAX_CALLS {
-                let (requeued, failed, forgotten, more, next, cancelled): (
-                    u64,
-                    u64,
-                    u64,
-                    u8,
-                    String,
-                    u64,
-                ) = scripts::RECOVER
-                    .key(self.keys.queue())
-                    .key(self.keys.retention())
-                    .key(self.keys.index())
-                    .key(self.keys.earlier_expiry())
-                    .arg(GROUP)
-                    .arg(&*self.consumer)
-                    .arg(self.keys.prefix())
-                    .arg(self.lease_ms())
-                    .arg(self.settings.retention.job_ms())
-                    .arg(&cursor)
-                    .invoke_async(&mut conn)
-                    .await?;
+                let (requeued, failed, forgotten, more, next, cancelled, ended): RecoverReply =
+                    scripts::RECOVER
+                        .key(self.keys.queue())
+                        .key(self.keys.retention())
+                        .key(self.keys.index())
+                        .key(self.keys.earlier_expiry())
+                        .arg(GROUP)
+                        .arg(&*self.consumer)
+                        .arg(self.keys.prefix())
+                        .arg(self.lease_ms())
+                        .arg(self.settings.retention.job_ms())
+                        .arg(&cursor)
+                        .invoke_async(&mut conn)
+                        .await?;
                 total.requeued += requeued;
                 total.failed += failed;
                 total.forgotten += forgotten;
                 total.cancelled += cancelled;
+                total.ended.extend(
+                    ended.into_iter().filter_map(|(kind, status)| {
+                        Some((kind, status.parse::<JobStatus>().ok()?))
+                    }),
+                );
                 cursor = next;
                 if more == 0 {
                     break;
@@ -569,6 +591,11 @@ impl Queue {
         }))
     }
 }
+
+/// recover.lua's reply: jobs queued again, ended ERROR and forgotten; 1
+/// when work remains; where the next call goes on; jobs ended CANCELLED;
+/// the (kind, status) of each job ended.
+type RecoverReply = (u64, u64, u64, u8, String, u64, Vec<(String, String)>);
 
 /// What claim.lua returns for each job, in this order, after the entry id
 /// and before the job's `spec` (only what a handler and the worker use: the
@@ -636,7 +663,7 @@ mod tests {
     use jobs_testkit::TestRedis;
 
     use super::*;
-    use crate::{JobStatus, NewJob, Store};
+    use crate::{NewJob, Store};
 
     /// A worker paused between its blocking read and its claim, for longer
     /// than a lease: recovery queues the job again under a new entry, and the
@@ -678,7 +705,7 @@ mod tests {
             lease: taken[0].lease.clone(),
             outcome: crate::Outcome::Success(6.into()),
         };
-        assert_eq!(alive.finish(&[finished]).await.unwrap(), [true]);
+        assert_eq!(alive.finish(&[finished]).await.unwrap(), [Recorded::Done]);
         assert_eq!(store.get(&jid).await.unwrap().status, JobStatus::Success);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jobs_core::{
     AttemptOutcome, Error, Finished, JobStatus, LeaseAck, ListQuery, NewJob, Outcome, Queue,
-    QueueSettings, Recovered, RedisConfig, Retention, Store,
+    QueueSettings, Recorded, Recovered, RedisConfig, Retention, Store,
 };
 use jobs_testkit::TestRedis;
 
@@ -80,7 +80,7 @@ async fn a_finished_job_never_changes_again() {
         lease: lease.clone(),
         outcome: Outcome::Success(6.into()),
     };
-    assert_eq!(queue.finish(&[success]).await.unwrap(), [true]);
+    assert_eq!(queue.finish(&[success]).await.unwrap(), [Recorded::Done]);
     let done = store.get(&job.jid).await.unwrap();
     assert_eq!(done.status, JobStatus::Success);
     // Not written on success, but read as the status implies.
@@ -100,7 +100,7 @@ async fn a_finished_job_never_changes_again() {
         lease: lease.clone(),
         outcome: Outcome::Error("late".into()),
     };
-    assert_eq!(queue.finish(&[late]).await.unwrap(), [false]);
+    assert_eq!(queue.finish(&[late]).await.unwrap(), [Recorded::Refused]);
     assert_eq!(
         queue.report_progress(&lease, 0.5).await.unwrap(),
         LeaseAck::Lost
@@ -237,7 +237,7 @@ async fn acknowledged_entries_are_trimmed_from_the_queue() {
         lease: held[0].lease.clone(),
         outcome: Outcome::Success(0.into()),
     };
-    assert_eq!(queue.finish(&[done]).await.unwrap(), [true]);
+    assert_eq!(queue.finish(&[done]).await.unwrap(), [Recorded::Done]);
     assert_eq!(pending(&redis), 0);
     queue.recover().await.unwrap();
     assert!(
@@ -382,7 +382,7 @@ async fn cancelling_a_running_job_flags_it_for_its_worker() {
         lease,
         outcome: Outcome::Cancelled("cancelled by request".into()),
     };
-    assert_eq!(queue.finish(&[stopped]).await.unwrap(), [true]);
+    assert_eq!(queue.finish(&[stopped]).await.unwrap(), [Recorded::Done]);
     let done = store.get(&job.jid).await.unwrap();
     assert_eq!(done.status, JobStatus::Cancelled);
     assert_eq!(done.error.as_deref(), Some("cancelled by request"));
@@ -417,7 +417,12 @@ async fn a_job_cancelled_while_it_ran_is_never_queued_again() {
             JobStatus::Running
         );
         let ended = Finished { lease, outcome };
-        assert_eq!(queue.finish(&[ended]).await.unwrap(), [true]);
+        // Said, so that the worker counts the job's end, CANCELLED, which
+        // its outcome did not.
+        assert_eq!(
+            queue.finish(&[ended]).await.unwrap(),
+            [Recorded::CancelledInstead]
+        );
 
         let done = store.get(&job.jid).await.unwrap();
         assert_eq!(done.status, JobStatus::Cancelled, "{recorded:?}");
@@ -451,6 +456,8 @@ async fn a_job_cancelled_while_its_worker_died_is_not_queued_again() {
     tokio::time::sleep(lease + Duration::from_millis(100)).await;
     let recovered = alive.recover().await.unwrap();
     assert_eq!((recovered.requeued, recovered.cancelled), (0, 1));
+    // Its kind, so that the worker that recovered it counts its end.
+    assert_eq!(recovered.ended, [("sum".to_owned(), JobStatus::Cancelled)]);
     let done = store.get(&job.jid).await.unwrap();
     assert_eq!(done.status, JobStatus::Cancelled);
     assert_eq!(done.error.as_deref(), Some("cancelled by request"));
@@ -597,7 +604,10 @@ async fn a_claim_whose_reply_was_lost_is_taken_up() {
             outcome: Outcome::Success(6.into()),
         })
         .collect();
-    assert_eq!(queue.finish(&done).await.unwrap(), [true, true]);
+    assert_eq!(
+        queue.finish(&done).await.unwrap(),
+        [Recorded::Done, Recorded::Done]
+    );
     let finished = store.get(&lost).await.unwrap();
     assert_eq!(
         (finished.status, finished.attempts),
@@ -693,7 +703,10 @@ async fn succeed_all(queue: &Queue, claimed: Vec<jobs_core::Claimed>) {
         })
         .collect();
     let recorded = queue.finish(&outcomes).await.unwrap();
-    assert!(recorded.iter().all(|&ok| ok), "{recorded:?}");
+    assert!(
+        recorded.iter().all(|&what| what == Recorded::Done),
+        "{recorded:?}"
+    );
 }
 
 /// Claims the one job the test expects to be queued, and returns its lease.
@@ -774,7 +787,7 @@ async fn a_lapsed_lease_is_recovered_and_its_late_writes_refused() {
         lease: stale.clone(),
         outcome: Outcome::Success(0.into()),
     };
-    assert_eq!(dead.finish(&[late]).await.unwrap(), [false]);
+    assert_eq!(dead.finish(&[late]).await.unwrap(), [Recorded::Refused]);
     assert_eq!(
         dead.report_progress(&stale, 0.9).await.unwrap(),
         LeaseAck::Lost
@@ -787,7 +800,7 @@ async fn a_lapsed_lease_is_recovered_and_its_late_writes_refused() {
         lease: fresh,
         outcome: Outcome::Success(6.into()),
     };
-    assert_eq!(alive.finish(&[done]).await.unwrap(), [true]);
+    assert_eq!(alive.finish(&[done]).await.unwrap(), [Recorded::Done]);
     let finished = store.get(&job.jid).await.unwrap();
     assert_eq!(
         (finished.status, finished.attempts),
@@ -822,7 +835,7 @@ async fn a_renewed_lease_outlives_its_length() {
         lease: held,
         outcome: Outcome::Success(6.into()),
     };
-    assert_eq!(worker.finish(&[done]).await.unwrap(), [true]);
+    assert_eq!(worker.finish(&[done]).await.unwrap(), [Recorded::Done]);
 }
 
 #[tokio::test]
@@ -848,7 +861,7 @@ async fn failed_attempts_wait_their_backoff_then_end_in_error() {
             }])
             .await
             .unwrap(),
-        [true]
+        [Recorded::Done]
     );
     let waiting = store.get(&job.jid).await.unwrap();
     assert_eq!(
@@ -898,7 +911,7 @@ async fn failed_attempts_wait_their_backoff_then_end_in_error() {
             }])
             .await
             .unwrap(),
-        [true]
+        [Recorded::Done]
     );
     let done = store.get(&job.jid).await.unwrap();
     assert_eq!(done.status, JobStatus::Error, "no attempts left");
@@ -926,7 +939,7 @@ async fn a_released_job_is_queued_at_once_and_its_attempt_not_counted() {
         lease,
         outcome: Outcome::Released("shutting down".into()),
     };
-    assert_eq!(queue.finish(&[release]).await.unwrap(), [true]);
+    assert_eq!(queue.finish(&[release]).await.unwrap(), [Recorded::Done]);
     let back = store.get(&job.jid).await.unwrap();
     assert_eq!((back.status, back.attempts), (JobStatus::Queued, 0));
     assert_eq!(back.history[0].outcome, AttemptOutcome::Release);
@@ -1463,7 +1476,7 @@ async fn a_job_stored_by_an_earlier_release_is_listed_run_and_ended() {
             }])
             .await
             .unwrap(),
-        [true]
+        [Recorded::Done]
     );
     assert_eq!(store.get(&old.jid).await.unwrap().status, JobStatus::Error);
 }

@@ -40,7 +40,7 @@ use std::{
 use std::panic::AssertUnwindSafe;
 
 use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
-use jobs_core::{Claimed, Finished, JobId, Lease, LeaseAck, Outcome, Queue};
+use jobs_core::{Claimed, Finished, JobId, JobStatus, Lease, LeaseAck, Outcome, Queue, Recorded};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -48,7 +48,7 @@ use tracing::Instrument;
 use crate::{
     WorkerConfig,
     handlers::{JobContext, Registry},
-    metrics::WorkerMetrics,
+    metrics::{KindMetrics, WorkerMetrics},
     telemetry,
 };
 
@@ -77,6 +77,8 @@ pub(crate) enum Stop {
 #[derive(Debug)]
 pub(crate) struct Attempt {
     lease: Lease,
+    /// Its kind's counters.
+    counts: Arc<KindMetrics>,
     token: CancellationToken,
     stop: Mutex<Option<Stop>>,
     clock: Mutex<LeaseClock>,
@@ -97,9 +99,10 @@ struct LeaseClock {
 impl Attempt {
     /// An attempt whose lease of `length` was taken by a call that has just
     /// returned.
-    fn new(lease: Lease, length: Duration) -> Self {
+    fn new(lease: Lease, counts: Arc<KindMetrics>, length: Duration) -> Self {
         Self {
             lease,
+            counts,
             token: CancellationToken::new(),
             stop: Mutex::new(None),
             clock: Mutex::new(LeaseClock {
@@ -547,7 +550,7 @@ impl Runner {
         counts.attempts.inc();
         // Held from now, not from the job's first turn: a look for the jobs
         // of a lost claim must not take this one for one of them.
-        let attempt = Arc::new(Attempt::new(lease.clone(), lease_length));
+        let attempt = Arc::new(Attempt::new(lease.clone(), counts.clone(), lease_length));
         lock(&running).insert(job.jid, attempt.clone());
         async move {
             let _slot = slot;
@@ -784,7 +787,7 @@ impl BlockingTurn {
 /// them, and recovery queues their jobs again.
 fn report_recorded(
     outcomes: Vec<Finished>,
-    recorded: jobs_core::Result<Vec<bool>>,
+    recorded: jobs_core::Result<Vec<Recorded>>,
     running: &Running,
     metrics: &WorkerMetrics,
 ) -> Result<(), Vec<Finished>> {
@@ -794,13 +797,26 @@ fn report_recorded(
     let err = match recorded {
         Ok(recorded) => {
             for (finished, recorded) in outcomes.iter().zip(recorded) {
-                if !recorded {
-                    metrics.refused(1);
-                    tracing::warn!(
-                        jid = %finished.lease.jid(),
-                        attempt = finished.lease.attempt(),
-                        "outcome refused: this worker no longer holds the job's lease"
-                    );
+                match recorded {
+                    Recorded::Done => {}
+                    Recorded::CancelledInstead => {
+                        // Counted as failed or handed back when it ended
+                        // here; Redis ended the job, which is counted now.
+                        if let Some(attempt) = lock(running)
+                            .get(&finished.lease.jid())
+                            .filter(|attempt| attempt.lease() == &finished.lease)
+                        {
+                            attempt.counts.ended(JobStatus::Cancelled);
+                        }
+                    }
+                    Recorded::Refused => {
+                        metrics.refused(1);
+                        tracing::warn!(
+                            jid = %finished.lease.jid(),
+                            attempt = finished.lease.attempt(),
+                            "outcome refused: this worker no longer holds the job's lease"
+                        );
+                    }
                 }
             }
             forget(running, outcomes.iter().map(|finished| &finished.lease));
@@ -966,10 +982,11 @@ async fn recover_lapsed(queue: Queue, shutdown: CancellationToken, metrics: Work
         }
         match queue.recover().await {
             Ok(recovered) if recovered != jobs_core::Recovered::default() => {
-                metrics.reclaimed(recovered);
+                metrics.reclaimed(&recovered);
                 tracing::info!(
                     requeued = recovered.requeued,
                     failed = recovered.failed,
+                    cancelled = recovered.cancelled,
                     forgotten = recovered.forgotten,
                     "recovered jobs of workers that stopped renewing their leases"
                 );

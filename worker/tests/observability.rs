@@ -166,7 +166,20 @@ async fn worker_metrics_count_jobs_reclaimed_from_a_dead_worker() {
     let redis = TestRedis::start();
     let store = Store::connect(&config(&redis)).await.unwrap();
     let jid = submit(&store, "sum").await;
-    // A worker that takes the job and dies: it never renews nor finishes.
+    // Its one attempt is the dead worker's: recovery ends it ERROR, and the
+    // worker that recovered it counts that end, which no worker recorded.
+    let last = store
+        .create(
+            &NewJob::parse(1, 10, "sum", None)
+                .unwrap()
+                .with_max_attempts(1)
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .job
+        .jid;
+    // A worker that takes the jobs and dies: it never renews nor finishes.
     let dead = Queue::connect(
         &config(&redis),
         "dead-worker",
@@ -178,26 +191,25 @@ async fn worker_metrics_count_jobs_reclaimed_from_a_dead_worker() {
     .await
     .unwrap();
     assert_eq!(
-        dead.claim(1, Duration::from_millis(50))
+        dead.claim(2, Duration::from_millis(50))
             .await
             .unwrap()
             .len(),
-        1
+        2
     );
 
     let worker = start_worker(&redis, 300).await;
     assert_eq!(finished(&store, jid).await.status, JobStatus::Success);
+    assert_eq!(finished(&store, last).await.status, JobStatus::Error);
     let (text, after) = scrape(worker.metrics).await;
-    assert_eq!(
-        after.value(r#"jobs_lease_reclaims_total{outcome="requeued"}"#),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        after.value(r#"jobs_finished_total{kind="sum",status="SUCCESS"}"#),
-        1.0,
-        "{text}"
-    );
+    for (series, expected) in [
+        (r#"jobs_lease_reclaims_total{outcome="requeued"}"#, 1.0),
+        (r#"jobs_lease_reclaims_total{outcome="failed"}"#, 1.0),
+        (r#"jobs_finished_total{kind="sum",status="SUCCESS"}"#, 1.0),
+        (r#"jobs_finished_total{kind="sum",status="ERROR"}"#, 1.0),
+    ] {
+        assert_eq!(after.value(series), expected, "{series} in\n{text}");
+    }
     worker.shutdown.cancel();
     worker.handle.await.unwrap();
 }

@@ -32,14 +32,17 @@
 -- entries, and a dead worker's entries behind a thousand live ones would
 -- never be found.
 --
--- Returns {requeued, failed, forgotten, more, cursor, cancelled}: jobs
+-- Returns {requeued, failed, forgotten, more, cursor, cancelled, ended}: jobs
 -- queued again, jobs ended ERROR, finished jobs deleted (or found gone) after
 -- their retention and removed from the indexes, 1 when work remains, where
--- the next call goes on looking, and jobs ended CANCELLED.
+-- the next call goes on looking, jobs ended CANCELLED, and the kind of each
+-- job ended (ERROR or CANCELLED) as flat kind, status pairs: no worker
+-- recorded those endings, so the caller counts them by kind.
 
 local prefix = ARGV[3]
 local now, now_ms = clock()
 local requeued, failed, forgotten, cancelled = 0, 0, 0, 0
+local ended = {}
 
 local RECLAIM_AT_ONCE = 100
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], ARGV[6],
@@ -66,6 +69,8 @@ for _, entry in ipairs(claimed[2]) do
         redis.call('ZADD', prefix .. ':status:ERROR', s[3], jid)
         redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), jid)
         failed = failed + 1
+        ended[#ended + 1] = spec_value(key, 'kind') or ''
+        ended[#ended + 1] = 'ERROR'
       else
         local entry = {number = attempts, worker = s[5], start_time = s[6],
           end_time = now, outcome = 'LOST', error = err}
@@ -80,6 +85,8 @@ for _, entry in ipairs(claimed[2]) do
           redis.call('ZADD', prefix .. ':status:CANCELLED', s[3], jid)
           redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), jid)
           cancelled = cancelled + 1
+          ended[#ended + 1] = spec_value(key, 'kind') or ''
+          ended[#ended + 1] = 'CANCELLED'
         else
           redis.call('ZADD', prefix .. ':status:QUEUED', s[3], jid)
           redis.call('XADD', KEYS[1], '*', 'jid', jid)
@@ -150,4 +157,4 @@ trim_acknowledged(KEYS[1], ARGV[1])
 -- pending entry.
 local cursor = claimed[1]
 local more = (cursor ~= '0-0' or due >= FORGET_AT_ONCE) and 1 or 0
-return {requeued, failed, forgotten, more, cursor, cancelled}
+return {requeued, failed, forgotten, more, cursor, cancelled, ended}
