@@ -443,28 +443,39 @@ async fn a_job_cancelled_while_it_ran_is_never_queued_again() {
 
 #[tokio::test]
 async fn a_job_cancelled_while_its_worker_died_is_not_queued_again() {
-    let redis = TestRedis::start();
-    let (store, _) = setup(&redis).await;
-    let DeadWorker {
-        job, alive, lease, ..
-    } = DeadWorker::start(&redis, &store).await;
-    assert_eq!(
-        store.cancel(&job.jid).await.unwrap().status,
-        JobStatus::Running
-    );
+    // With attempts left, and on its last: either way it ends CANCELLED.
+    for max_attempts in [3, 1] {
+        let redis = TestRedis::start();
+        let (store, _) = setup(&redis).await;
+        let new = NewJob::parse(1, 3, "sum", None)
+            .unwrap()
+            .with_max_attempts(max_attempts)
+            .unwrap();
+        let DeadWorker {
+            job, alive, lease, ..
+        } = DeadWorker::running(&redis, &store, new).await;
+        assert_eq!(
+            store.cancel(&job.jid).await.unwrap().status,
+            JobStatus::Running
+        );
 
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
-    let recovered = alive.recover().await.unwrap();
-    assert_eq!((recovered.requeued, recovered.cancelled), (0, 1));
-    // Its kind, so that the worker that recovered it counts its end.
-    assert_eq!(recovered.ended, [("sum".to_owned(), JobStatus::Cancelled)]);
-    let done = store.get(&job.jid).await.unwrap();
-    assert_eq!(done.status, JobStatus::Cancelled);
-    assert_eq!(done.error.as_deref(), Some("cancelled by request"));
-    assert_eq!(done.history[0].outcome, AttemptOutcome::Lost);
-    assert!(indexed(&redis, "CANCELLED", &job.jid));
-    assert!(alive.claim_ready(10).await.unwrap().is_empty());
-    assert_eq!(pending(&redis), 0);
+        tokio::time::sleep(lease + Duration::from_millis(100)).await;
+        let recovered = alive.recover().await.unwrap();
+        assert_eq!(
+            (recovered.requeued, recovered.failed, recovered.cancelled),
+            (0, 0, 1),
+            "{max_attempts}"
+        );
+        // Its kind, so that the worker that recovered it counts its end.
+        assert_eq!(recovered.ended, [("sum".to_owned(), JobStatus::Cancelled)]);
+        let done = store.get(&job.jid).await.unwrap();
+        assert_eq!(done.status, JobStatus::Cancelled, "{max_attempts}");
+        assert_eq!(done.error.as_deref(), Some("cancelled by request"));
+        assert_eq!(done.history[0].outcome, AttemptOutcome::Lost);
+        assert!(indexed(&redis, "CANCELLED", &job.jid));
+        assert!(alive.claim_ready(10).await.unwrap().is_empty());
+        assert_eq!(pending(&redis), 0);
+    }
 }
 
 /// XAUTOCLAIM looks at ten times its COUNT (100) pending entries per call:
@@ -732,10 +743,15 @@ struct DeadWorker {
 
 impl DeadWorker {
     async fn start(redis: &TestRedis, store: &Store) -> Self {
+        Self::running(redis, store, NewJob::parse(1, 3, "sum", None).unwrap()).await
+    }
+
+    /// `new`, taken by a worker that dies.
+    async fn running(redis: &TestRedis, store: &Store, new: NewJob) -> Self {
         let lease = Duration::from_millis(300);
         let dead = queue_with_lease(redis, "dead-worker", lease).await;
         let alive = queue_with_lease(redis, "live-worker", lease).await;
-        let job = submit(store, NewJob::parse(1, 3, "sum", None).unwrap()).await;
+        let job = submit(store, new).await;
         let stale = take_one(&dead).await;
         Self {
             job,
@@ -1206,6 +1222,26 @@ async fn queue_stats_count_waiting_running_and_delayed_jobs() {
     let stats = store.queue_stats().await.unwrap();
     assert_eq!((stats.waiting, stats.running), (0, 2));
     assert_eq!(stats.oldest_waiting, None);
+}
+
+/// With no worker reading, the entries of jobs cancelled while queued stay
+/// ahead of the jobs that still wait; the age looks past them.
+#[tokio::test]
+async fn the_oldest_waiting_job_is_found_behind_many_cancelled_ones() {
+    let redis = TestRedis::start();
+    let (store, _) = setup(&redis).await;
+    let created = create_numbered(&store, 130).await;
+    for job in &created[..120] {
+        store.cancel(&job.job.jid).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!(stats.waiting, 10);
+    let age = stats.oldest_waiting.expect("ten jobs wait");
+    assert!(
+        age >= Duration::from_millis(25) && age < Duration::from_secs(5),
+        "{age:?}"
+    );
 }
 
 #[tokio::test]

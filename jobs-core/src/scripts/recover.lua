@@ -62,7 +62,10 @@ for _, entry in ipairs(claimed[2]) do
       local attempts = tonumber(s[4])
       local max_attempts = tonumber(spec_value(key, 'max_attempts'))
       local err = 'lease lost: worker ' .. (s[5] or '?') .. ' stopped renewing it'
-      if attempts >= max_attempts then
+      -- Its cancellation was requested while it ran: it ends CANCELLED, as
+      -- cancel.lua ends a queued job, whatever attempts it had left.
+      local cancel = s[8] == '1'
+      if attempts >= max_attempts and not cancel then
         -- The last attempt stays in the hash's own fields, as in finish.lua.
         redis.call('HSET', key, 'status', 'ERROR', 'end_time', now, 'outcome', 'LOST',
           'error', err)
@@ -74,9 +77,6 @@ for _, entry in ipairs(claimed[2]) do
       else
         local entry = {number = attempts, worker = s[5], start_time = s[6],
           end_time = now, outcome = 'LOST', error = err}
-        -- Its cancellation was requested while it ran: it ends here, as
-        -- cancel.lua ends a queued job, and does not run again.
-        local cancel = s[8] == '1'
         redis.call('HSET', key, 'status', cancel and 'CANCELLED' or 'QUEUED', 'progress', 0,
           'error', cancel and CANCELLED_BY_REQUEST or err, 'history', with_attempt(s[7], entry))
         redis.call('HDEL', key, 'lease_until', 'worker')

@@ -13,11 +13,13 @@
 --   delayed    jobs waiting out a retry backoff (QUEUED too)
 --   oldest_ms  when the oldest entry no worker has read yet was queued (its
 --              stream id's time, ms on Redis's clock), or -1 when none
---              waits; entries of jobs cancelled while queued are passed over
---              (up to SCAN of them: a worker drops them when it reads them)
+--              waits. Entries of jobs cancelled while queued are passed
+--              over (a worker drops them when it reads them, so they pile
+--              up only while no worker reads): up to SCAN_MAX of them, past
+--              which the last one's time stands in, an upper bound.
 --   now_ms     Redis's clock, ms
 
-local SCAN = 20
+local SCAN_PAGE, SCAN_MAX = 100, 1000
 local _, now_ms = clock()
 local delayed = redis.call('ZCARD', KEYS[2])
 local waiting = redis.call('ZCARD', KEYS[3]) - delayed
@@ -41,12 +43,24 @@ if waiting > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
   if last then
     from = '(' .. last
   end
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', SCAN)) do
-    local jid = entry[2][2]
-    if redis.call('HGET', ARGV[2] .. ':job:' .. jid, 'status') == 'QUEUED' then
-      oldest = tonumber(string.match(entry[1], '^(%d+)'))
-      break
+  local scanned, last_time = 0, nil
+  while oldest < 0 and scanned < SCAN_MAX do
+    local entries = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', SCAN_PAGE)
+    for _, entry in ipairs(entries) do
+      local time = tonumber(string.match(entry[1], '^(%d+)'))
+      local jid = entry_jid(entry[2])
+      if jid and redis.call('HGET', ARGV[2] .. ':job:' .. jid, 'status') == 'QUEUED' then
+        oldest = time
+        break
+      end
+      last_time = time
     end
+    scanned = scanned + #entries
+    if #entries < SCAN_PAGE then break end
+    from = '(' .. entries[#entries][1]
+  end
+  if oldest < 0 and scanned >= SCAN_MAX then
+    oldest = last_time
   end
 end
 
