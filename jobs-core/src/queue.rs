@@ -159,12 +159,11 @@ impl LeaseAck {
 /// What became of an outcome given to [`Queue::finish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
-    /// Recorded as given.
-    Done,
-    /// Recorded, but the job, which the outcome would have queued again
-    /// (a failure with attempts left, or a hand-back), ended CANCELLED: its
-    /// cancellation was requested while the attempt ran.
-    CancelledInstead,
+    /// Recorded; the job's status now: SUCCESS, ERROR or CANCELLED when the
+    /// attempt ended it (CANCELLED too when it would have run again but its
+    /// cancellation was requested meanwhile), QUEUED when it will run
+    /// again, at once or after a backoff.
+    Now(JobStatus),
     /// Not recorded: the job was no longer that lease's (cancelled and
     /// finished, or the lease lapsed and the job was given to another
     /// worker).
@@ -472,15 +471,16 @@ impl Queue {
                 .arg(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
         }
         let mut conn = self.conn.clone();
-        let recorded: Vec<i64> = invocation.invoke_async(&mut conn).await?;
-        Ok(recorded
-            .into_iter()
-            .map(|flag| match flag {
-                1 => Recorded::Done,
-                2 => Recorded::CancelledInstead,
-                _ => Recorded::Refused,
+        let recorded: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        recorded
+            .iter()
+            .map(|status| match status.as_str() {
+                "" => Ok(Recorded::Refused),
+                status => status.parse().map(Recorded::Now).map_err(|_| {
+                    Error::Corrupt(format!("finish.lua answered the status {status:?}"))
+                }),
             })
-            .collect())
+            .collect()
     }
 
     /// Whether the finish acknowledging `acking` more entries should also
@@ -705,7 +705,10 @@ mod tests {
             lease: taken[0].lease.clone(),
             outcome: crate::Outcome::Success(6.into()),
         };
-        assert_eq!(alive.finish(&[finished]).await.unwrap(), [Recorded::Done]);
+        assert_eq!(
+            alive.finish(&[finished]).await.unwrap(),
+            [Recorded::Now(JobStatus::Success)]
+        );
         assert_eq!(store.get(&jid).await.unwrap().status, JobStatus::Success);
     }
 }

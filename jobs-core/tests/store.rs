@@ -80,7 +80,10 @@ async fn a_finished_job_never_changes_again() {
         lease: lease.clone(),
         outcome: Outcome::Success(6.into()),
     };
-    assert_eq!(queue.finish(&[success]).await.unwrap(), [Recorded::Done]);
+    assert_eq!(
+        queue.finish(&[success]).await.unwrap(),
+        [Recorded::Now(JobStatus::Success)]
+    );
     let done = store.get(&job.jid).await.unwrap();
     assert_eq!(done.status, JobStatus::Success);
     // Not written on success, but read as the status implies.
@@ -237,7 +240,10 @@ async fn acknowledged_entries_are_trimmed_from_the_queue() {
         lease: held[0].lease.clone(),
         outcome: Outcome::Success(0.into()),
     };
-    assert_eq!(queue.finish(&[done]).await.unwrap(), [Recorded::Done]);
+    assert_eq!(
+        queue.finish(&[done]).await.unwrap(),
+        [Recorded::Now(JobStatus::Success)]
+    );
     assert_eq!(pending(&redis), 0);
     queue.recover().await.unwrap();
     assert!(
@@ -382,7 +388,10 @@ async fn cancelling_a_running_job_flags_it_for_its_worker() {
         lease,
         outcome: Outcome::Cancelled("cancelled by request".into()),
     };
-    assert_eq!(queue.finish(&[stopped]).await.unwrap(), [Recorded::Done]);
+    assert_eq!(
+        queue.finish(&[stopped]).await.unwrap(),
+        [Recorded::Now(JobStatus::Cancelled)]
+    );
     let done = store.get(&job.jid).await.unwrap();
     assert_eq!(done.status, JobStatus::Cancelled);
     assert_eq!(done.error.as_deref(), Some("cancelled by request"));
@@ -417,11 +426,11 @@ async fn a_job_cancelled_while_it_ran_is_never_queued_again() {
             JobStatus::Running
         );
         let ended = Finished { lease, outcome };
-        // Said, so that the worker counts the job's end, CANCELLED, which
-        // its outcome did not.
+        // Said, so that the worker counts the job's end, CANCELLED, not
+        // what its outcome would have made of it.
         assert_eq!(
             queue.finish(&[ended]).await.unwrap(),
-            [Recorded::CancelledInstead]
+            [Recorded::Now(JobStatus::Cancelled)]
         );
 
         let done = store.get(&job.jid).await.unwrap();
@@ -617,7 +626,10 @@ async fn a_claim_whose_reply_was_lost_is_taken_up() {
         .collect();
     assert_eq!(
         queue.finish(&done).await.unwrap(),
-        [Recorded::Done, Recorded::Done]
+        [
+            Recorded::Now(JobStatus::Success),
+            Recorded::Now(JobStatus::Success)
+        ]
     );
     let finished = store.get(&lost).await.unwrap();
     assert_eq!(
@@ -715,7 +727,9 @@ async fn succeed_all(queue: &Queue, claimed: Vec<jobs_core::Claimed>) {
         .collect();
     let recorded = queue.finish(&outcomes).await.unwrap();
     assert!(
-        recorded.iter().all(|&what| what == Recorded::Done),
+        recorded
+            .iter()
+            .all(|&what| what == Recorded::Now(JobStatus::Success)),
         "{recorded:?}"
     );
 }
@@ -816,7 +830,10 @@ async fn a_lapsed_lease_is_recovered_and_its_late_writes_refused() {
         lease: fresh,
         outcome: Outcome::Success(6.into()),
     };
-    assert_eq!(alive.finish(&[done]).await.unwrap(), [Recorded::Done]);
+    assert_eq!(
+        alive.finish(&[done]).await.unwrap(),
+        [Recorded::Now(JobStatus::Success)]
+    );
     let finished = store.get(&job.jid).await.unwrap();
     assert_eq!(
         (finished.status, finished.attempts),
@@ -851,7 +868,10 @@ async fn a_renewed_lease_outlives_its_length() {
         lease: held,
         outcome: Outcome::Success(6.into()),
     };
-    assert_eq!(worker.finish(&[done]).await.unwrap(), [Recorded::Done]);
+    assert_eq!(
+        worker.finish(&[done]).await.unwrap(),
+        [Recorded::Now(JobStatus::Success)]
+    );
 }
 
 #[tokio::test]
@@ -877,7 +897,7 @@ async fn failed_attempts_wait_their_backoff_then_end_in_error() {
             }])
             .await
             .unwrap(),
-        [Recorded::Done]
+        [Recorded::Now(JobStatus::Queued)]
     );
     let waiting = store.get(&job.jid).await.unwrap();
     assert_eq!(
@@ -927,7 +947,7 @@ async fn failed_attempts_wait_their_backoff_then_end_in_error() {
             }])
             .await
             .unwrap(),
-        [Recorded::Done]
+        [Recorded::Now(JobStatus::Error)]
     );
     let done = store.get(&job.jid).await.unwrap();
     assert_eq!(done.status, JobStatus::Error, "no attempts left");
@@ -955,7 +975,10 @@ async fn a_released_job_is_queued_at_once_and_its_attempt_not_counted() {
         lease,
         outcome: Outcome::Released("shutting down".into()),
     };
-    assert_eq!(queue.finish(&[release]).await.unwrap(), [Recorded::Done]);
+    assert_eq!(
+        queue.finish(&[release]).await.unwrap(),
+        [Recorded::Now(JobStatus::Queued)]
+    );
     let back = store.get(&job.jid).await.unwrap();
     assert_eq!((back.status, back.attempts), (JobStatus::Queued, 0));
     assert_eq!(back.history[0].outcome, AttemptOutcome::Release);
@@ -1512,7 +1535,7 @@ async fn a_job_stored_by_an_earlier_release_is_listed_run_and_ended() {
             }])
             .await
             .unwrap(),
-        [Recorded::Done]
+        [Recorded::Now(JobStatus::Error)]
     );
     assert_eq!(store.get(&old.jid).await.unwrap().status, JobStatus::Error);
 }

@@ -555,7 +555,6 @@ impl Runner {
         async move {
             let _slot = slot;
             let timeout = job.timeout;
-            let last_attempt = lease.attempt() >= job.max_attempts;
             let started = std::time::Instant::now();
             let ended = match handler {
                 None => Ended::Failed(format!(
@@ -593,19 +592,15 @@ impl Runner {
             let outcome = match ended {
                 Ended::Succeeded(result) => {
                     tracing::debug!("succeeded");
-                    counts.success.inc();
                     Outcome::Success(result)
                 }
                 Ended::Failed(error) => {
                     let retry_in = retry.delay(lease.attempt());
                     tracing::info!(%error, "attempt failed");
-                    // finish.lua retries while attempts remain, as counted here.
-                    if last_attempt { &counts.error } else { &counts.retries }.inc();
                     Outcome::Failed { error, retry_in }
                 }
                 Ended::Refused(error) => {
                     tracing::info!(%error, "failed for good");
-                    counts.error.inc();
                     Outcome::Error(error)
                 }
                 Ended::Stopped => match attempt.stopped() {
@@ -618,7 +613,6 @@ impl Runner {
                     }
                     Some(Stop::Cancelled) | None => {
                         tracing::info!("cancelled");
-                        counts.cancelled.inc();
                         Outcome::Cancelled(jobs_core::CANCEL_REASON.to_owned())
                     }
                 },
@@ -798,15 +792,22 @@ fn report_recorded(
         Ok(recorded) => {
             for (finished, recorded) in outcomes.iter().zip(recorded) {
                 match recorded {
-                    Recorded::Done => {}
-                    Recorded::CancelledInstead => {
-                        // Counted as failed or handed back when it ended
-                        // here; Redis ended the job, which is counted now.
-                        if let Some(attempt) = lock(running)
+                    // Counted by what Redis made of it, not by what the
+                    // handler said: a refused outcome is not an end, and a
+                    // job to be retried may have ended CANCELLED instead.
+                    Recorded::Now(status) => {
+                        let attempts = lock(running);
+                        let Some(attempt) = attempts
                             .get(&finished.lease.jid())
                             .filter(|attempt| attempt.lease() == &finished.lease)
-                        {
-                            attempt.counts.ended(JobStatus::Cancelled);
+                        else {
+                            continue;
+                        };
+                        match (status, &finished.outcome) {
+                            (JobStatus::Queued, Outcome::Failed { .. }) => {
+                                attempt.counts.retries.inc();
+                            }
+                            (status, _) => attempt.counts.ended(status),
                         }
                     }
                     Recorded::Refused => {

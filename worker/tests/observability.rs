@@ -5,13 +5,13 @@
 
 mod support;
 
-use support::{finished, worker_binary};
+use support::{finished, wait_for, worker_binary};
 
 use std::{net::SocketAddr, time::Duration};
 
 use jobs_core::{JobId, JobStatus, NewJob, Queue, QueueSettings, RedisConfig, Retention, Store};
 use jobs_testkit::{Spawned, TestRedis, metrics::Scrape};
-use jobs_worker::{Registry, WorkerConfig};
+use jobs_worker::{JobContext, Registry, WorkerConfig};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
@@ -58,6 +58,10 @@ struct RunningWorker {
 }
 
 async fn start_worker(redis: &TestRedis, lease_ms: u64) -> RunningWorker {
+    start_worker_with(redis, lease_ms, Registry::builtin()).await
+}
+
+async fn start_worker_with(redis: &TestRedis, lease_ms: u64, registry: Registry) -> RunningWorker {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics = listener.local_addr().unwrap();
     let redis = config(redis);
@@ -75,7 +79,7 @@ async fn start_worker(redis: &TestRedis, lease_ms: u64) -> RunningWorker {
             &redis,
             &worker,
             Retention::default(),
-            Registry::builtin(),
+            registry,
             Some(listener),
             token,
         )
@@ -210,6 +214,52 @@ async fn worker_metrics_count_jobs_reclaimed_from_a_dead_worker() {
     ] {
         assert_eq!(after.value(series), expected, "{series} in\n{text}");
     }
+    worker.shutdown.cancel();
+    worker.handle.await.unwrap();
+}
+
+/// A job ends once, where Redis records it: an outcome Redis refuses (the
+/// lease was no longer this worker's) is counted as refused, not finished.
+#[tokio::test]
+async fn an_outcome_redis_refused_is_not_counted_as_a_finished_job() {
+    let redis = TestRedis::start();
+    let store = Store::connect(&config(&redis)).await.unwrap();
+    // A job that runs for a while and says nothing meanwhile: no progress
+    // report of its own can find the lease gone before its outcome does.
+    let quiet = |_ctx: JobContext| async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Ok(serde_json::json!(1))
+    };
+    let worker = start_worker_with(&redis, 30_000, Registry::builtin().with("sum", quiet)).await;
+    let jid = submit(&store, "sum").await;
+    wait_for(&store, jid, Duration::from_secs(10), |job| {
+        job.status == JobStatus::Running
+    })
+    .await;
+    // The lease changes hands behind the worker's back, before its first
+    // renewal (a third of the lease away) could tell it.
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{}:job:{jid}", redis.prefix()))
+        .arg("lease")
+        .arg("another-workers-lease")
+        .query(&mut redis.connection())
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (text, after) = loop {
+        let (text, after) = scrape(worker.metrics).await;
+        if after.value("jobs_outcomes_refused_total") >= 1.0 {
+            break (text, after);
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(after.value("jobs_outcomes_refused_total"), 1.0, "{text}");
+    assert_eq!(
+        after.value(r#"jobs_finished_total{kind="sum",status="SUCCESS"}"#),
+        0.0,
+        "{text}"
+    );
     worker.shutdown.cancel();
     worker.handle.await.unwrap();
 }

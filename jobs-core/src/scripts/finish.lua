@@ -35,10 +35,10 @@
 -- someone is subscribed to, and looked for only while an API process keeps
 -- `{prefix}:watching`.
 --
--- Returns an array with one integer per attempt: 1 when recorded, 2 when
--- recorded but the job, to be queued again, ended CANCELLED instead (its
--- worker counted another outcome), 0 when the job was not this lease's to
--- change.
+-- Returns an array with one string per attempt: the job's status once it
+-- was recorded (SUCCESS, ERROR, CANCELLED, or QUEUED when it will run
+-- again), which is what the worker counts; or '' when the job was not this
+-- lease's to change.
 
 -- A result this small is kept in the job's hash (Redis keeps a hash of
 -- values up to 64 bytes in its compact encoding, by default), when it is to
@@ -71,7 +71,6 @@ for i = 6, #ARGV, 6 do
     local version = next_count(s[6])
     -- The job's status from here.
     local ends = outcome
-    local cancelled_instead = false
     if outcome == 'FAILED' then
       ends = tonumber(attempts) >= tonumber(spec_value(key, 'max_attempts')) and 'ERROR'
         or 'QUEUED'
@@ -106,10 +105,7 @@ for i = 6, #ARGV, 6 do
         entry.number = nil
         attempts = number - 1
       end
-      if past[4] == '1' then
-        ends = 'CANCELLED'
-        cancelled_instead = true
-      end
+      if past[4] == '1' then ends = 'CANCELLED' end
       redis.call('HSET', key, 'status', ends, 'progress', 0, 'attempts', attempts,
         'history', with_attempt(past[3], entry), 'version', version)
       redis.call('HDEL', key, 'lease_until', 'worker')
@@ -135,7 +131,7 @@ for i = 6, #ARGV, 6 do
       keys[#keys + 1] = key
     end
     acked[#acked + 1] = id
-    recorded[#recorded + 1] = cancelled_instead and 2 or 1
+    recorded[#recorded + 1] = ends
   else
     -- This entry's attempt is over either way. A job that ended, or was
     -- taken again (under a new entry), needs this entry no more; a job
@@ -143,7 +139,7 @@ for i = 6, #ARGV, 6 do
     if status ~= 'RUNNING' or lease ~= token then
       acked[#acked + 1] = id
     end
-    recorded[#recorded + 1] = 0
+    recorded[#recorded + 1] = ''
   end
 end
 
