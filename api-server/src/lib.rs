@@ -135,7 +135,7 @@ pub async fn run(
     let dataset =
         Dataset::new(&config.redis).with_context(|| format!("Redis at {}", config.redis.url()))?;
 
-    let observer = observe::Observer::new(store.clone(), WorkerMetrics::new());
+    let observer = observe::Observer::new(store.clone(), WorkerMetrics::new(), config.dev);
     let dev_worker = config.dev.then(|| {
         let (redis, worker, retention, shutdown) = (
             config.redis.clone(),

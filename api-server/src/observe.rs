@@ -109,10 +109,16 @@ impl std::ops::Deref for Observer {
 impl Observer {
     /// Metrics over `store`'s queue. `jobs` holds the job series a worker
     /// counts; the API adds to it only jobs cancelled before any worker took
-    /// them, and `--dev` hands it to the in-process workers.
-    pub(crate) fn new(store: Store, jobs: WorkerMetrics) -> Self {
+    /// them, and `--dev` hands it to the in-process workers. Only when
+    /// `runs_jobs` (`--dev`) are the worker's series shown: otherwise they
+    /// would sit at 0, as if a worker were there and idle.
+    pub(crate) fn new(store: Store, jobs: WorkerMetrics, runs_jobs: bool) -> Self {
         let mut registry = Registry::default();
-        jobs.register(&mut registry);
+        if runs_jobs {
+            jobs.register(&mut registry);
+        } else {
+            jobs.register_finished(&mut registry);
+        }
         let observer = Metrics {
             registry: Registry::default(),
             store,

@@ -134,6 +134,16 @@ async fn metrics_need_no_token_and_count_requests_jobs_and_the_queue() {
     assert!(oldest > 0.0 && oldest < 30.0, "{oldest}");
     // Job ids never become labels.
     assert!(!text.contains(&rest_jid), "{text}");
+    // Without --dev no worker runs here: series only a worker moves would
+    // read 0 as if one were there, idle.
+    for name in [
+        "jobs_attempts_started",
+        "jobs_lease_reclaims",
+        "jobs_outcomes_refused",
+        "jobs_run_duration_seconds",
+    ] {
+        assert!(!after.has_metric(name), "{name} in\n{text}");
+    }
 
     app.stop().await;
 }

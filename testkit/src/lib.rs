@@ -5,6 +5,7 @@
 //! and stops it when dropped. Either way the test's keys are deleted at the
 //! end, so a shared Redis keeps no trace of the run.
 
+use rustix::process::{Pid, Signal};
 use std::{
     net::TcpListener,
     ops::{Deref, DerefMut},
@@ -59,9 +60,9 @@ impl TestRedis {
     /// Stops the private server (SIGTERM, so it finishes its writes).
     pub fn stop(&mut self) {
         if let Some(mut server) = self.server.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &server.id().to_string()])
-                .status();
+            // A server that has already exited cannot take the signal; the
+            // wait reaps it either way.
+            let _ = signal(&server, Signal::TERM);
             let _ = server.wait();
         }
     }
@@ -70,12 +71,12 @@ impl TestRedis {
     /// as a hung Redis would be: connections stay open, nothing is answered.
     pub fn freeze(&self, frozen: bool) {
         let server = self.server.as_ref().expect("freeze needs a private server");
-        let signal = if frozen { "-STOP" } else { "-CONT" };
-        let status = Command::new("kill")
-            .args([signal, &server.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} the test Redis");
+        let (sig, name) = if frozen {
+            (Signal::STOP, "SIGSTOP")
+        } else {
+            (Signal::CONT, "SIGCONT")
+        };
+        signal(server, sig).unwrap_or_else(|err| panic!("send {name} to the test Redis: {err}"));
     }
 
     /// Starts a stopped persistent server again on the same port and data.
@@ -198,6 +199,11 @@ impl Drop for TestRedis {
             }
         }
     }
+}
+
+/// Signals `child` from this process, so the tests need no `kill` binary.
+fn signal(child: &Child, sig: Signal) -> rustix::io::Result<()> {
+    rustix::process::kill_process(Pid::from_child(child), sig)
 }
 
 fn spawn_server(port: u16, args: &[&str]) -> Child {
@@ -384,11 +390,17 @@ impl Spawned {
     /// Sends `signal`, written as `kill` takes it (`-TERM`, `-STOP`, ...),
     /// and fails the test if it could not be delivered.
     pub fn signal(&self, signal: &str) {
-        let delivered = Command::new("kill")
-            .args([signal, &self.0.id().to_string()])
-            .status()
-            .is_ok_and(|status| status.success());
-        assert!(delivered, "kill {signal} {} failed", self.0.id());
+        let sig = match signal.trim_start_matches('-') {
+            "TERM" => Signal::TERM,
+            "KILL" => Signal::KILL,
+            "INT" => Signal::INT,
+            "STOP" => Signal::STOP,
+            "CONT" => Signal::CONT,
+            other => panic!("no such signal in the test kit: {other}"),
+        };
+        if let Err(err) = self::signal(&self.0, sig) {
+            panic!("kill {signal} {} failed: {err}", self.0.id());
+        }
     }
 
     /// Sends SIGTERM and waits for the process to exit, failing the test
