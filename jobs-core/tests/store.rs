@@ -487,6 +487,51 @@ async fn a_job_cancelled_while_its_worker_died_is_not_queued_again() {
     }
 }
 
+/// Every worker process is a consumer in the group under a name of its own;
+/// recovery forgets those gone idle with nothing pending, and only those.
+#[tokio::test]
+async fn recovery_forgets_the_consumers_of_workers_gone() {
+    let redis = TestRedis::start();
+    let (store, _) = setup(&redis).await;
+    let short = Duration::from_millis(200);
+    let gone = queue_with_lease(&redis, "gone-worker", short).await;
+    let busy = queue_with_lease(&redis, "busy-worker", Duration::from_secs(60)).await;
+    let rescuer = queue_with_lease(&redis, "rescuer", short).await;
+    // A read that brings something makes the consumer; this one runs its
+    // job and goes away, holding nothing.
+    submit(&store, NewJob::parse(1, 2, "sum", None).unwrap()).await;
+    let lease = take_one(&gone).await;
+    let done = Finished {
+        lease,
+        outcome: Outcome::Success(3.into()),
+    };
+    gone.finish(&[done]).await.unwrap();
+    submit(&store, NewJob::parse(1, 2, "sum", None).unwrap()).await;
+    assert_eq!(busy.claim_ready(10).await.unwrap().len(), 1);
+    let consumers = || -> Vec<String> {
+        let groups: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(format!("{}:queue", redis.prefix()))
+            .arg("workers")
+            .query(&mut redis.connection())
+            .unwrap();
+        let mut names: Vec<String> = groups
+            .into_iter()
+            .map(|fields| redis::from_redis_value(fields[1].clone()).unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(consumers(), ["busy-worker", "gone-worker"]);
+
+    tokio::time::sleep(short + Duration::from_millis(100)).await;
+    rescuer.recover().await.unwrap();
+    // The busy worker holds a job (and is idle as long, between renewals);
+    // the rescuer is the one looking.
+    assert_eq!(consumers(), ["busy-worker", "rescuer"]);
+    assert_eq!(pending(&redis), 1);
+}
+
 /// XAUTOCLAIM looks at ten times its COUNT (100) pending entries per call:
 /// a dead worker's entry behind a thousand live ones is found only if
 /// recovery goes on from where the last call stopped.

@@ -1,6 +1,6 @@
 -- recover.lua: give back the jobs of workers that stopped renewing their
--- leases (killed, lost, paused), and delete finished jobs past their
--- retention.
+-- leases (killed, lost, paused), delete finished jobs past their
+-- retention, and forget the consumers of workers gone with nothing pending.
 --
 -- KEYS[1]  queue stream          {prefix}:queue
 -- KEYS[2]  retention schedule    {prefix}:retention (zset, score = expiry in
@@ -152,6 +152,23 @@ end
 -- Finishes trim the queue every ~100 entries they acknowledge; the last
 -- few before a lull are trimmed here.
 trim_acknowledged(KEYS[1], ARGV[1])
+-- Every worker process is a consumer of its own name, which the group keeps
+-- after the process is gone: one more with every restart. Once a pass, a
+-- consumer idle for longer than a lease with no entry pending is deleted (a
+-- live one is idle in a blocking read for a second at most, and is made
+-- again by its next read if it ever were).
+if ARGV[6] == '0-0' then
+  for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+    local fields = {}
+    for i = 1, #info, 2 do
+      fields[info[i]] = info[i + 1]
+    end
+    if fields['pending'] == 0 and fields['idle'] > tonumber(ARGV[4])
+        and fields['name'] ~= ARGV[2] then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], fields['name'])
+    end
+  end
+end
 
 -- XAUTOCLAIM's cursor is back at the start when it has looked at every
 -- pending entry.
