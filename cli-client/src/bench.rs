@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 use crate::{
     cli::{BenchArgs, BenchMode},
     commands::{Api, CALL_TIMEOUT, JobsClient, answer},
-    errors::RestUnreachable,
+    errors::{RestUnavailable, RestUnreachable},
     follow::follow,
     output::{Printer, status_name},
 };
@@ -476,6 +476,18 @@ async fn rest(api: &Api, args: &BenchArgs, rest_url: &str) -> anyhow::Result<Loa
             let status = response.status();
             // Read the body whole, so the connection is free for the next.
             let body = response.into_body().collect().await?.to_bytes();
+            // Up, but its Redis is down or slow: unavailable, as over gRPC.
+            if matches!(
+                status,
+                http::StatusCode::SERVICE_UNAVAILABLE | http::StatusCode::GATEWAY_TIMEOUT
+            ) {
+                return Err(RestUnavailable {
+                    url: gateway.clone(),
+                    status,
+                    detail: problem_detail(&body),
+                }
+                .into());
+            }
             if status != http::StatusCode::CREATED {
                 bail!(
                     "POST {url} answered {status}: {}",
@@ -486,6 +498,14 @@ async fn rest(api: &Api, args: &BenchArgs, rest_url: &str) -> anyhow::Result<Loa
         }
     })
     .await
+}
+
+/// What a problem+json body says (its `detail`), else the body itself.
+fn problem_detail(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|problem| problem.get("detail")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }
 
 /// The innermost cause of `err` ("Connection refused (os error 111)"), which

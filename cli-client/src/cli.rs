@@ -17,8 +17,9 @@ Exit codes:
      (a bad request or record, a missing or wrong token)
   2  usage: a bad command line
   3  not found: no job or record with that id
-  4  server unreachable, silent (no answer within 10s) or unavailable (also when
-     its Redis is down)
+  4  server unreachable, silent (no answer within 10s), not a Jobs gRPC server (the
+     REST gateway's port, say), or unavailable (also when its Redis is down, and
+     when submit cannot be confirmed: repeat it with the same --idempotency-key)
 
 The server is JOBS_SERVER or --server (default http://127.0.0.1:50051), plain
 http only: jobs has no TLS client; a server started with a token wants it in
@@ -81,13 +82,18 @@ Examples:
   jobs submit --start 1 --end 100 --wait          # prints 5050 when done
   jobs submit --start 0 --end 3000 --kind sleep --wait
   jobs submit --start 1 --end 1 --kind fail --param message=boom --param fail_attempts=1
+  jobs submit --start 0 --end 5000 --kind sleep --timeout 2s --max-attempts 1
+  jobs submit --start 1 --end 100 --idempotency-key nightly-2026-11-30   # safe to repeat
 
 With --wait the id goes to stderr and the result to stdout, so
   sum=$(jobs submit --start 1 --end 100 --wait)
-captures the result; the exit code is 1 when the job fails or is cancelled.")]
+captures the result; the exit code is 1 when the job fails or is cancelled.
+When the server cannot confirm that a job was created (exit code 4), it may
+have been: run the same submit again with the same --idempotency-key.")]
     Submit(SubmitArgs),
 
-    /// Show one job: its status, range, times, attempts and error.
+    /// Show one job: its status, range, times, attempts, limits, error and
+    /// the history of its attempts.
     #[command(after_help = "\
 Example:
   jobs get 5b7e2a0c-3f4e-4f8e-9a52-0c9b8f1d2e3a
@@ -393,11 +399,39 @@ pub(crate) struct SubmitArgs {
     pub(crate) kind: Option<String>,
     /// A parameter of the kind, as KEY=VALUE; the value is read as JSON when
     /// it parses, as a string otherwise. Repeatable.
-    #[arg(long = "param", value_name = "KEY=VALUE")]
-    pub(crate) params: Vec<String>,
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub(crate) params: Vec<(String, serde_json::Value)>,
+    /// How many attempts the job gets before it ends ERROR, 1 to 100
+    /// [default: the server's, 3 unless configured]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub(crate) max_attempts: Option<u32>,
+    /// How long one attempt may run before it is stopped and counts as
+    /// failed: 30s, 500ms, 10m, or seconds (at most a day) [default: the
+    /// server's, 2h unless configured]
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) timeout: Option<std::time::Duration>,
+    /// Makes the submit safe to repeat: a repeat with the same key (within
+    /// the server's window, a day by default) returns the job first created
+    /// and creates nothing. Reusing a key for a different job is an error.
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub(crate) idempotency_key: Option<String>,
     /// Follow the job until it ends, then print its result.
     #[arg(long)]
     pub(crate) wait: bool,
+}
+
+/// A `--param`: KEY=VALUE, the value read as JSON when it parses (`n=3`,
+/// `tags=["a"]`) and as a string otherwise (`message=boom`). Checked here so
+/// a malformed one is a usage error before anything is dialled.
+fn parse_param(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected KEY=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("{text:?}: the key before = is empty"));
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+    Ok((key.to_owned(), value))
 }
 
 /// A status to filter by; the names `jobs` prints.
@@ -431,7 +465,7 @@ impl From<StatusFilter> for pb::JobStatus {
 mod tests {
     use std::time::Duration;
 
-    use super::{parse_duration, parse_http_url};
+    use super::{parse_duration, parse_http_url, parse_param};
 
     #[test]
     fn durations_read_as_people_write_them() {
@@ -451,6 +485,25 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_duration("1440m"), Ok(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn params_need_a_key_and_read_their_value_as_json_when_they_can() {
+        assert_eq!(
+            parse_param("n=3"),
+            Ok(("n".to_owned(), serde_json::json!(3)))
+        );
+        assert_eq!(
+            parse_param("message=a=b"),
+            Ok(("message".to_owned(), serde_json::json!("a=b")))
+        );
+        assert_eq!(
+            parse_param("empty="),
+            Ok(("empty".to_owned(), serde_json::json!("")))
+        );
+        for bad in ["foo", "=x", ""] {
+            assert!(parse_param(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

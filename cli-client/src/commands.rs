@@ -19,7 +19,7 @@ use crate::{
     auth::BearerToken,
     bench,
     cli::{self, Cli, Command, DataCommand, StatusFilter, SubmitArgs},
-    errors::{self, BadServer, JobEnded, NoAnswer},
+    errors::{self, BadServer, JobEnded, NoAnswer, Unconfirmed},
     follow::{Bar, follow},
     load,
     output::{Printer, job_json, outcome_json, result_json, status_name, stderr_line, value_text},
@@ -179,16 +179,27 @@ impl Api {
 
 async fn submit(api: &Api, args: SubmitArgs, printer: Printer) -> anyhow::Result<()> {
     let mut client = api.jobs().await?;
+    let timeout = args
+        .timeout
+        .map(prost_types::Duration::try_from)
+        .transpose()
+        .context("--timeout does not fit a protobuf Duration")?;
     let request = pb::CreateJobRequest {
         start: args.start,
         end: args.end,
-        // Empty asks the server for its default kind.
+        // Empty asks the server for its default kind, and 0 and no timeout
+        // for its default limits.
         kind: args.kind.unwrap_or_default(),
-        params: Some(parse_params(&args.params)?),
-        ..Default::default()
+        params: Some(jobs_proto::params_to_struct(
+            args.params.into_iter().collect(),
+        )),
+        max_attempts: args.max_attempts.unwrap_or_default(),
+        timeout,
+        idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
     };
     let job = answer(client.create_job(request))
-        .await?
+        .await
+        .map_err(|err| unconfirmed(err, args.idempotency_key))?
         .job
         .context("the server returned no job")?;
     if !args.wait {
@@ -214,16 +225,16 @@ async fn submit(api: &Api, args: SubmitArgs, printer: Printer) -> anyhow::Result
     report_outcome(&outcome, printer)
 }
 
-fn parse_params(pairs: &[String]) -> anyhow::Result<prost_types::Struct> {
-    let mut params = serde_json::Map::new();
-    for pair in pairs {
-        let (key, value) = pair
-            .split_once('=')
-            .with_context(|| format!("--param {pair:?}: expected KEY=VALUE"))?;
-        let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
-        params.insert(key.to_owned(), value);
+/// A create that failed with DEADLINE_EXCEEDED may have been made: it
+/// becomes [`Unconfirmed`], whose message says how to repeat it safely.
+fn unconfirmed(err: anyhow::Error, idempotency_key: Option<String>) -> anyhow::Error {
+    let deadline = err
+        .downcast_ref::<tonic::Status>()
+        .is_some_and(|status| status.code() == tonic::Code::DeadlineExceeded);
+    if deadline {
+        return Unconfirmed { idempotency_key }.into();
     }
-    Ok(jobs_proto::params_to_struct(params))
+    err
 }
 
 async fn get(api: &Api, jid: String, printer: Printer) -> anyhow::Result<()> {

@@ -20,7 +20,8 @@ pub(crate) mod exit {
     pub(crate) const USAGE: u8 = 2;
     /// No job with that id.
     pub(crate) const NOT_FOUND: u8 = 3;
-    /// The server (or the Redis behind it) cannot be reached.
+    /// The server (or the Redis behind it) cannot be reached, or what
+    /// answers at its address is no Jobs gRPC server.
     pub(crate) const UNREACHABLE: u8 = 4;
 }
 
@@ -74,6 +75,28 @@ pub(crate) struct RestUnreachable {
     pub(crate) cause: String,
 }
 
+/// The REST gateway (`jobs bench --mode rest`) answered 503 or 504: it is
+/// up, but its Redis is down or did not answer in time. Exit code 4, as
+/// UNAVAILABLE and DEADLINE_EXCEEDED are over gRPC.
+#[derive(Debug, thiserror::Error)]
+#[error("the REST gateway at {url} is unavailable: it answered {status}: {detail}")]
+pub(crate) struct RestUnavailable {
+    pub(crate) url: String,
+    pub(crate) status: http::StatusCode,
+    /// The problem document's `detail`, or the body as it came.
+    pub(crate) detail: String,
+}
+
+/// A create the server could not confirm (DEADLINE_EXCEEDED): the job may
+/// exist. Only a repeat under the same idempotency key is safe, so the
+/// message names the flag rather than the server's field.
+#[derive(Debug, thiserror::Error)]
+#[error("the server did not confirm in time that the job was created")]
+pub(crate) struct Unconfirmed {
+    /// `--idempotency-key`, when one was given.
+    pub(crate) idempotency_key: Option<String>,
+}
+
 /// `--server` / `JOBS_SERVER` is not an address `jobs` can dial; a usage
 /// error (exit code 2), as clap's own are.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +111,10 @@ pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<tonic::transport::Error>().is_some()
         || err.downcast_ref::<NoAnswer>().is_some()
         || err.downcast_ref::<RestUnreachable>().is_some()
+        || err.downcast_ref::<RestUnavailable>().is_some()
         || err.downcast_ref::<ConnectionLost>().is_some()
+        || err.downcast_ref::<Unconfirmed>().is_some()
+        || not_grpc(err).is_some()
     {
         return exit::UNREACHABLE;
     }
@@ -112,6 +138,23 @@ pub(crate) fn message(err: &anyhow::Error, server: &str, token_sent: bool) -> St
             "error: cannot reach the Jobs server at {server} ({}); start it, or point --server / JOBS_SERVER at it",
             cause_chain(err)
         );
+    }
+    if let Some(cause) = not_grpc(err) {
+        return format!(
+            "error: no Jobs gRPC server answered at {server} ({}); is this the gRPC port? The REST gateway's port is not: point --server / JOBS_SERVER at the gRPC port (50051 unless configured)",
+            one_line(&cause)
+        );
+    }
+    if let Some(unconfirmed) = err.downcast_ref::<Unconfirmed>() {
+        return match &unconfirmed.idempotency_key {
+            Some(key) => format!(
+                "error: {unconfirmed}: it may have been. Run the same submit again, with the same --idempotency-key {}, to be sure it is created once",
+                one_line(key)
+            ),
+            None => format!(
+                "error: {unconfirmed}: it may have been. Look for it (jobs list) before submitting again; a submit with --idempotency-key is safe to repeat"
+            ),
+        };
     }
     if let Some(NoAnswer(after)) = err.downcast_ref::<NoAnswer>() {
         return format!(
@@ -158,6 +201,45 @@ fn connection_failed(err: &anyhow::Error) -> bool {
         .is_some_and(|status| status.code() == Code::Unavailable && status.source().is_some())
 }
 
+/// Why the peer at `--server` is no Jobs gRPC server, when the error shows
+/// that tonic, not the server, gave up on the call: the peer closed the
+/// connection or spoke something other than HTTP/2 (an HTTP/1.1 server such
+/// as the REST gateway, Redis), or answered HTTP without a gRPC status.
+/// `None` for statuses the server sent, and for a connection that could
+/// not be made at all ([`connection_failed`]).
+fn not_grpc(err: &anyhow::Error) -> Option<String> {
+    let status = err.downcast_ref::<tonic::Status>()?;
+    if connection_failed(err) {
+        return None;
+    }
+    // A status the server sent is read from its headers and has no source;
+    // one tonic made from a transport or HTTP/2 error carries that error.
+    if let Some(source) = status.source() {
+        return Some(root_cause(source));
+    }
+    answered_without_grpc(status).then(|| status.message().to_owned())
+}
+
+/// Whether tonic made `status` up because the answer, though HTTP/2, was
+/// no gRPC: no `grpc-status` (a plain HTTP server's 404, say), or a body
+/// that is not gRPC's framing. Tonic's own words are the only sign of it.
+pub(crate) fn answered_without_grpc(status: &tonic::Status) -> bool {
+    const TONIC_WORDS: [&str; 2] = ["grpc-status header missing", "protocol error:"];
+    status.source().is_none()
+        && TONIC_WORDS
+            .iter()
+            .any(|words| status.message().starts_with(words))
+}
+
+/// The innermost cause ("connection closed", "frame with invalid size"):
+/// the outer ones are tonic's and hyper's framing ("transport error").
+fn root_cause(mut err: &(dyn std::error::Error + 'static)) -> String {
+    while let Some(source) = err.source() {
+        err = source;
+    }
+    err.to_string()
+}
+
 /// The error and its causes on one line, each said once (tonic's transport
 /// errors repeat a cause: "tcp connect error: tcp connect error: …").
 fn cause_chain(err: &anyhow::Error) -> String {
@@ -174,4 +256,72 @@ fn one_line(text: &str) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+
+    use super::*;
+
+    const SERVER: &str = "http://127.0.0.1:50051";
+
+    #[test]
+    fn statuses_tonic_made_up_mean_no_jobs_server_answered() {
+        let made_up = [
+            // An HTTP/2 server without gRPC: a 404, or a 200 with no status.
+            Status::new(
+                Code::Unimplemented,
+                "grpc-status header missing, mapped from HTTP status code 404",
+            ),
+            Status::unknown("protocol error: missing grpc-status trailer"),
+            // The connection broke under the call: it carries the cause.
+            Status::from_error(Box::new(std::io::Error::other("connection closed"))),
+        ];
+        for status in made_up {
+            let err = anyhow::Error::from(status);
+            assert_eq!(exit_code(&err), exit::UNREACHABLE, "{err:?}");
+            let line = message(&err, SERVER, false);
+            assert!(
+                line.starts_with(&format!("error: no Jobs gRPC server answered at {SERVER}"))
+                    && line.contains("gRPC port"),
+                "{line}"
+            );
+        }
+        // The server's own words stay its own, with their own codes.
+        for (status, code) in [
+            (
+                Status::internal("internal error; the server log has the details"),
+                1,
+            ),
+            (Status::unknown("boom"), 1),
+            (Status::unimplemented("no such method"), 1),
+            (
+                Status::unavailable("the job store (Redis) is unavailable"),
+                4,
+            ),
+        ] {
+            let err = anyhow::Error::from(status);
+            assert_eq!(exit_code(&err), code, "{err:?}");
+            assert!(!message(&err, SERVER, false).contains("gRPC port"));
+        }
+    }
+
+    #[test]
+    fn an_unconfirmed_create_says_how_to_repeat_it_safely() {
+        let keyed = anyhow::Error::from(Unconfirmed {
+            idempotency_key: Some("nightly".into()),
+        });
+        assert_eq!(exit_code(&keyed), exit::UNREACHABLE);
+        assert!(message(&keyed, SERVER, false).contains("with the same --idempotency-key nightly"));
+        let bare = anyhow::Error::from(Unconfirmed {
+            idempotency_key: None,
+        });
+        assert_eq!(exit_code(&bare), exit::UNREACHABLE);
+        let line = message(&bare, SERVER, false);
+        assert!(
+            line.contains("may have been") && line.contains("with --idempotency-key is safe"),
+            "{line}"
+        );
+    }
 }

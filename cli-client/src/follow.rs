@@ -11,7 +11,7 @@ use tonic::Code;
 
 use crate::{
     commands::{JobsClient, answer},
-    errors::ConnectionLost,
+    errors::{ConnectionLost, answered_without_grpc},
     output::{is_terminal, status_name},
 };
 
@@ -30,11 +30,13 @@ pub(crate) async fn follow(
         jid: jid.to_owned(),
     }))
     .await?;
+    let mut seen = false;
     while let Some(update) = updates
         .message()
         .await
-        .map_err(|status| lost(status, jid))?
+        .map_err(|status| lost(status, jid, seen))?
     {
+        seen = true;
         let job = update
             .job
             .context("the server sent an update without a job")?;
@@ -52,8 +54,13 @@ pub(crate) async fn follow(
 /// An error reading the open stream. Statuses the server sends end a watch
 /// as they are; the codes tonic makes up when the connection itself breaks
 /// (keep-alive pings unanswered, the peer gone) become [`ConnectionLost`],
-/// exit code 4 like any unreachable server.
-fn lost(status: tonic::Status, jid: &str) -> anyhow::Error {
+/// exit code 4 like any unreachable server. An HTTP/2 answer that was never
+/// gRPC, before any update was `seen`, goes as it is instead: `errors` says
+/// that no Jobs server answered at that address.
+fn lost(status: tonic::Status, jid: &str, seen: bool) -> anyhow::Error {
+    if !seen && answered_without_grpc(&status) {
+        return status.into();
+    }
     match status.code() {
         Code::Unknown | Code::Internal | Code::Cancelled => ConnectionLost {
             jid: jid.to_owned(),
@@ -120,5 +127,27 @@ impl Bar {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_without_grpc_is_no_lost_connection_until_an_update_came() {
+        let no_grpc = || tonic::Status::unknown("protocol error: missing grpc-status trailer");
+        let before = lost(no_grpc(), "j", false);
+        assert!(
+            before.downcast_ref::<tonic::Status>().is_some(),
+            "{before:?}"
+        );
+        // After an update the server has shown it speaks gRPC: a stream cut
+        // short (a proxy's reset, say) is a lost connection.
+        let after = lost(no_grpc(), "j", true);
+        assert!(
+            after.downcast_ref::<ConnectionLost>().is_some(),
+            "{after:?}"
+        );
     }
 }

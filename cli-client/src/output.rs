@@ -92,15 +92,23 @@ impl Printer {
         rows.push(("ended", time_text(job.end_time.as_ref())));
         rows.push(("duration", duration_text(job)));
         rows.push(("attempts", job.attempts.to_string()));
+        rows.push(("limits", limits_text(job)));
         if job.status() == pb::JobStatus::Running {
             rows.push(("progress", format!("{:.0}%", job.progress * 100.0)));
         }
         if !job.error.is_empty() {
             rows.push(("error", printable(&job.error)));
         }
-        rows.into_iter()
+        let mut lines: Vec<String> = rows
+            .into_iter()
             .map(|(key, value)| format!("{key:<9} {value}"))
-            .collect()
+            .collect();
+        // The attempts as a table under the value column, header first.
+        for (at, row) in history_table(&job.history).into_iter().enumerate() {
+            let key = if at == 0 { "history" } else { "" };
+            lines.push(format!("{key:<9} {row}"));
+        }
+        lines
     }
 
     /// One line for one state of a watched job: its status, then its
@@ -308,9 +316,10 @@ pub(crate) fn is_terminal(status: pb::JobStatus) -> bool {
 }
 
 /// A job as JSON: short status names, RFC 3339 times (null until known),
-/// `error` null unless the job failed or was cancelled.
+/// `error` null unless the job failed or was cancelled; then its limits
+/// (`timeout_ms` in milliseconds, as the REST gateway gives it) and the
+/// `history` of its ended attempts.
 pub(crate) fn job_json(job: &pb::Job) -> Value {
-    let time = |t: Option<&prost_types::Timestamp>| t.map_or(Value::Null, |t| t.to_string().into());
     json!({
         "jid": job.jid,
         "status": status_name(job.status()),
@@ -318,13 +327,119 @@ pub(crate) fn job_json(job: &pb::Job) -> Value {
         "start": job.start,
         "end": job.end,
         "params": params_json(job),
-        "create_time": time(job.create_time.as_ref()),
-        "start_time": time(job.start_time.as_ref()),
-        "end_time": time(job.end_time.as_ref()),
+        "create_time": json_time(job.create_time.as_ref()),
+        "start_time": json_time(job.start_time.as_ref()),
+        "end_time": json_time(job.end_time.as_ref()),
         "attempts": job.attempts,
         "progress": job.progress,
         "error": non_empty(&job.error),
+        "max_attempts": job.max_attempts,
+        "timeout_ms": job.timeout.as_ref().map(duration_ms),
+        "history": job.history.iter().map(attempt_json).collect::<Vec<_>>(),
     })
+}
+
+/// One ended attempt as JSON, in the REST gateway's shape: `number` null
+/// for a run handed back at shutdown (which does not count), `error` null
+/// on success.
+fn attempt_json(attempt: &pb::JobAttempt) -> Value {
+    json!({
+        "number": (attempt.number != 0).then_some(attempt.number),
+        "worker": attempt.worker,
+        "start_time": json_time(attempt.start_time.as_ref()),
+        "end_time": json_time(attempt.end_time.as_ref()),
+        "outcome": attempt.outcome,
+        "error": non_empty(&attempt.error),
+    })
+}
+
+/// An RFC 3339 time for JSON; null when unknown.
+fn json_time(time: Option<&prost_types::Timestamp>) -> Value {
+    time.map_or(Value::Null, |time| time.to_string().into())
+}
+
+/// A protobuf duration in whole milliseconds (as the REST gateway gives
+/// `timeout_ms`); a negative one, which no server sends, as 0.
+fn duration_ms(duration: &prost_types::Duration) -> u64 {
+    std::time::Duration::try_from(*duration).map_or(0, |duration| {
+        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+/// The job's attempts and how long each may run: `3 attempts, 2h00m each`.
+fn limits_text(job: &pb::Job) -> String {
+    let attempts = match job.max_attempts {
+        0 => "-".to_owned(),
+        1 => "1 attempt".to_owned(),
+        n => format!("{n} attempts"),
+    };
+    match &job.timeout {
+        Some(timeout) => {
+            let millis = i64::try_from(duration_ms(timeout)).unwrap_or(i64::MAX);
+            format!(
+                "{attempts}, {} each",
+                human_duration(TimeDelta::milliseconds(millis))
+            )
+        }
+        None => attempts,
+    }
+}
+
+/// The attempts that have ended, as aligned rows under a header; none when
+/// there are none.
+fn history_table(history: &[pb::JobAttempt]) -> Vec<String> {
+    if history.is_empty() {
+        return Vec::new();
+    }
+    let rows: Vec<[String; 5]> = history
+        .iter()
+        .map(|attempt| {
+            let took = match (
+                attempt.start_time.as_ref().and_then(to_chrono),
+                attempt.end_time.as_ref().and_then(to_chrono),
+            ) {
+                (Some(start), Some(end)) => human_duration(end - start),
+                _ => "-".to_owned(),
+            };
+            [
+                // 0 is a run handed back at shutdown, which does not count.
+                match attempt.number {
+                    0 => "-".to_owned(),
+                    n => n.to_string(),
+                },
+                printable(&attempt.outcome),
+                printable(&attempt.worker),
+                time_text(attempt.start_time.as_ref()),
+                took,
+            ]
+        })
+        .collect();
+    let header = ["#", "OUTCOME", "WORKER", "STARTED", "DURATION"];
+    let widths: Vec<usize> = (0..header.len())
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].chars().count())
+                .chain([header[column].len()])
+                .max()
+                .unwrap_or_default()
+        })
+        .collect();
+    let line = |cells: &[&str], error: &str| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        format!("{}  {error}", padded.join("  "))
+            .trim_end()
+            .to_owned()
+    };
+    let mut lines = vec![line(&header, "ERROR")];
+    for (attempt, row) in history.iter().zip(&rows) {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        lines.push(line(&cells, &printable(&attempt.error)));
+    }
+    lines
 }
 
 /// A finished job's outcome as JSON: `result` on success (big integers as

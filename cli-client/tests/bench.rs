@@ -249,3 +249,26 @@ async fn an_unreachable_rest_gateway_exits_4() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_rest_gateway_without_its_redis_exits_4() {
+    let mut server = support::server_on(jobs_testkit::TestRedis::private(), None, &[]).await;
+    server.redis.stop();
+    // As the gateway answers when Redis does not confirm a create in time.
+    let slow = format!("http://{}", support::http1_listener("504 Gateway Timeout"));
+    for (rest, says) in [(&server.rest, "503"), (&slow, "504")] {
+        let output = bench_within(
+            &server.grpc,
+            &["--mode", "rest", "--count", "4", "--rest-url", rest],
+        )
+        .await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{rest}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("REST gateway at {rest} is unavailable"))
+                && stderr.contains(says),
+            "{stderr}"
+        );
+    }
+}

@@ -958,3 +958,235 @@ async fn text_output_never_carries_control_characters() {
         assert!(text.contains("a [2Jb c"), "{args:?}: {text:?}");
     }
 }
+
+#[tokio::test]
+async fn a_peer_that_is_no_jobs_grpc_server_fails_with_exit_4_and_a_hint() {
+    let server = server().await;
+    let peers = [
+        // The REST gateway: the port most easily taken for the gRPC one.
+        server.rest.clone(),
+        format!("http://{}", support::http1_listener("400 Bad Request")),
+        format!("http://{}", support::garbage_listener()),
+        format!("http://{}", support::h2_listener(false)),
+        format!("http://{}", support::h2_listener(true)),
+    ];
+    let jid = "0b0e2f0e-8a4c-4f65-9d2a-4f1e1d6d3c11";
+    let records = DataFile::new("peer", r#"[{"id": "a"}]"#);
+    let commands = [
+        words("health"),
+        words("list"),
+        vec!["get", jid],
+        vec!["watch", jid],
+        words("submit --start 1 --end 2 --wait"),
+        words("data search x"),
+        vec!["data", "load", records.path()],
+    ];
+    for peer in &peers {
+        for args in &commands {
+            let mut all = vec!["--server", peer.as_str()];
+            all.extend(args);
+            // Well within the call timeout: the peer's answer is the failure.
+            let output = jobs_within(&all, Duration::from_secs(8))
+                .await
+                .unwrap_or_else(|| panic!("{peer} {args:?}: still running after 8 s"));
+            assert_code(&output, 4);
+            assert_one_error_line(&output);
+            let line = stderr(&output);
+            assert!(
+                line.contains(&format!("no Jobs gRPC server answered at {peer}"))
+                    && line.contains("the gRPC port")
+                    && line.contains("--server / JOBS_SERVER"),
+                "{peer} {args:?}: {line}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn submit_passes_its_limits_and_idempotency_key() {
+    let server = server().await;
+    let submit =
+        words("submit --start 1 --end 3 --max-attempts 2 --timeout 90s --idempotency-key nightly");
+    let first = jobs(&server.grpc, &submit).await;
+    assert_code(&first, 0);
+    let again = jobs(&server.grpc, &submit).await;
+    assert_code(&again, 0);
+    let jid = stdout(&first);
+    assert_eq!(stdout(&again), jid, "the job the key first created");
+    let listed = json(&jobs(&server.grpc, &words("list -o json")).await);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
+    let job = json(&jobs(&server.grpc, &["get", &jid, "-o", "json"]).await);
+    assert_eq!(
+        (&job["max_attempts"], &job["timeout_ms"]),
+        (&Value::from(2), &Value::from(90_000)),
+        "{job}"
+    );
+
+    // The key for another job: the server refuses it.
+    let reused = jobs(
+        &server.grpc,
+        &words("submit --start 1 --end 4 --idempotency-key nightly"),
+    )
+    .await;
+    assert_code(&reused, 1);
+    assert_one_error_line(&reused);
+    assert!(stderr(&reused).contains("idempotency"), "{reused:?}");
+
+    let nowhere = format!("127.0.0.1:{}", jobs_testkit::free_port());
+    for (flag, value) in [
+        ("--max-attempts", "0"),
+        ("--max-attempts", "101"),
+        ("--timeout", "0s"),
+        ("--timeout", "1441m"),
+        ("--timeout", "soon"),
+        ("--idempotency-key", ""),
+    ] {
+        let output = jobs(
+            &nowhere,
+            &["submit", "--start", "1", "--end", "2", flag, value],
+        )
+        .await;
+        assert_code(&output, 2);
+        assert!(stderr(&output).contains(flag), "{output:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_submit_the_server_cannot_confirm_says_how_to_repeat_it() {
+    let redis = jobs_testkit::TestRedis::start();
+    // create.lua's answer starts with the bulk string "ok": held back, once,
+    // longer than the server waits for Redis, which has run the create.
+    let proxy = jobs_testkit::FaultyProxy::start(
+        redis.url(),
+        jobs_testkit::Fault::Delay(Duration::from_secs(2)),
+        |chunk| chunk.windows(8).any(|window| window == b"$2\r\nok\r\n"),
+    );
+    let server = support::server_on(redis, Some(proxy.url()), &["--redis-timeout-ms", "300"]).await;
+    let submit = words("submit --start 1 --end 3 --idempotency-key nightly-7");
+    let unconfirmed = jobs(&server.grpc, &submit).await;
+    assert_code(&unconfirmed, 4);
+    assert_one_error_line(&unconfirmed);
+    let line = stderr(&unconfirmed);
+    assert!(
+        line.contains("may have been") && line.contains("the same --idempotency-key nightly-7"),
+        "{line}"
+    );
+
+    // Repeated as the message says until Redis answers in time again: the
+    // job the first submit made, and no other.
+    let started = Instant::now();
+    let jid = loop {
+        let again = jobs(&server.grpc, &submit).await;
+        if again.status.success() {
+            break stdout(&again);
+        }
+        assert_code(&again, 4);
+        assert!(started.elapsed() < Duration::from_secs(20), "{again:?}");
+    };
+    let listed = json(&jobs(&server.grpc, &words("list -o json")).await);
+    let jids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["jid"].as_str().unwrap())
+        .collect();
+    assert_eq!(jids, [jid.as_str()]);
+}
+
+#[tokio::test]
+async fn a_malformed_param_is_a_usage_error_before_anything_is_dialled() {
+    // A listener that would see any connection the client made.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let server = format!("http://{}", listener.local_addr().unwrap());
+    for param in ["foo", "=x"] {
+        let output = jobs_within(
+            &[
+                "--server", &server, "submit", "--start", "1", "--end", "2", "--param", param,
+            ],
+            Duration::from_secs(15),
+        )
+        .await
+        .unwrap_or_else(|| panic!("{param}: still running"));
+        assert_code(&output, 2);
+        let text = stderr(&output);
+        assert!(
+            text.contains("--param") && text.contains(&format!("{param:?}")),
+            "{text}"
+        );
+    }
+    let accepted = listener.accept();
+    assert!(
+        accepted
+            .as_ref()
+            .is_err_and(|err| err.kind() == std::io::ErrorKind::WouldBlock),
+        "the client connected: {accepted:?}"
+    );
+}
+
+#[tokio::test]
+async fn get_shows_the_limits_and_every_attempt() {
+    let server = server_with(&["--retry-backoff-ms", "10"]).await;
+    // Fails its first attempt and succeeds on the second.
+    let jid = finished_job(
+        &server.grpc,
+        &words("--start 1 --end 1 --kind fail --param message=boom --param fail_attempts=1"),
+    )
+    .await;
+
+    let job = json(&jobs(&server.grpc, &["get", &jid, "-o", "json"]).await);
+    assert_eq!(job["status"], "SUCCESS", "{job}");
+    assert_eq!(
+        (&job["attempts"], &job["max_attempts"], &job["timeout_ms"]),
+        // The server's defaults.
+        (&Value::from(2), &Value::from(3), &Value::from(7_200_000)),
+        "{job}"
+    );
+    let history = job["history"].as_array().unwrap();
+    let summary: Vec<_> = history
+        .iter()
+        .map(|attempt| {
+            (
+                attempt["number"].clone(),
+                attempt["outcome"].clone(),
+                attempt["error"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Value::from(1), Value::from("FAILED"), Value::from("boom")),
+            (Value::from(2), Value::from("SUCCESS"), Value::Null),
+        ],
+        "{job}"
+    );
+    for attempt in history {
+        assert!(!attempt["worker"].as_str().unwrap().is_empty(), "{attempt}");
+        assert!(attempt["start_time"].is_string() && attempt["end_time"].is_string());
+    }
+
+    let text = stdout(&jobs(&server.grpc, &["get", &jid]).await);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"attempts  2"), "{text}");
+    assert!(
+        lines.contains(&"limits    3 attempts, 2h00m each"),
+        "{text}"
+    );
+    let at = lines
+        .iter()
+        .position(|line| line.starts_with("history   #  OUTCOME  WORKER"))
+        .unwrap_or_else(|| panic!("no history table: {text}"));
+    let (failed, succeeded) = (lines[at + 1], lines[at + 2]);
+    assert!(
+        failed.starts_with("          1  FAILED ") && failed.ends_with("  boom"),
+        "{text}"
+    );
+    assert!(succeeded.starts_with("          2  SUCCESS "), "{text}");
+    assert_eq!(lines.len(), at + 3, "{text}");
+    // Every row in the same columns.
+    let worker_column = lines[at].find("WORKER").unwrap();
+    let worker = history[0]["worker"].as_str().unwrap();
+    assert_eq!(failed.find(worker), Some(worker_column), "{text}");
+}

@@ -13,8 +13,9 @@ pub struct Server {
     pub grpc: String,
     /// The REST gateway's base URL, as `--rest-url` takes it.
     pub rest: String,
+    /// Its Redis (a test may stop a private one).
+    pub redis: TestRedis,
     shutdown: CancellationToken,
-    _redis: TestRedis,
 }
 
 impl Drop for Server {
@@ -25,12 +26,17 @@ impl Drop for Server {
 
 /// Starts the server with these extra `jobs-api` flags.
 pub async fn server(flags: &[&str]) -> Server {
-    let redis = TestRedis::start();
+    server_on(TestRedis::start(), None, flags).await
+}
+
+/// Starts the server on `redis`, reaching it at `via` (a proxy in front of
+/// it) when given.
+pub async fn server_on(redis: TestRedis, via: Option<&str>, flags: &[&str]) -> Server {
     let mut args = vec![
         "jobs-api",
         "--dev",
         "--redis-url",
-        redis.url(),
+        via.unwrap_or(redis.url()),
         "--key-prefix",
         redis.prefix(),
     ];
@@ -47,7 +53,7 @@ pub async fn server(flags: &[&str]) -> Server {
         grpc,
         rest,
         shutdown,
-        _redis: redis,
+        redis,
     }
 }
 
@@ -115,4 +121,104 @@ pub fn silent_listener() -> std::net::SocketAddr {
         }
     });
     address
+}
+
+/// Runs `answer` on every connection to a new listener, on a thread of its
+/// own, and returns the listener's address; it lives until the test process
+/// ends.
+fn listener(answer: impl Fn(std::net::TcpStream) + Copy + Send + 'static) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || answer(stream));
+        }
+    });
+    address
+}
+
+/// A plain HTTP/1.1 server that answers every request with `status` (as
+/// `503 Service Unavailable`) and a problem+json body, then closes the
+/// connection. Returns its address.
+pub fn http1_listener(status: &'static str) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    listener(move |mut stream| {
+        let mut request = [0; 4096];
+        if matches!(stream.read(&mut request), Ok(1..)) {
+            let body = format!(r#"{{"status": {}, "detail": "{status}"}}"#, &status[..3]);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/problem+json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    })
+}
+
+/// A TCP server that speaks no protocol a client knows: it answers
+/// whatever it reads with a Redis-like error line, and keeps the
+/// connection open. Returns its address.
+pub fn garbage_listener() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    listener(|mut stream| {
+        let mut buffer = [0; 4096];
+        while matches!(stream.read(&mut buffer), Ok(1..)) {
+            if stream.write_all(b"-ERR unknown command\r\n").is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// An HTTP/2 server that is no gRPC server: it answers every request with
+/// HTTP status 200 (`ok`) or 404, no body and no `grpc-status`, as a plain
+/// HTTP/2 server would. Returns its address.
+pub fn h2_listener(ok: bool) -> std::net::SocketAddr {
+    // An indexed field of HPACK's static table: 8 is `:status 200`, 13
+    // `:status 404`.
+    let status = 0x80 | if ok { 8 } else { 13 };
+    listener(move |stream| answer_h2(stream, status))
+}
+
+/// Just enough HTTP/2 (RFC 9113) to answer requests: the server's
+/// SETTINGS, an ACK of the client's, and to each request's HEADERS a
+/// HEADERS frame that ends the stream, holding the one HPACK byte `status`.
+fn answer_h2(mut stream: std::net::TcpStream, status: u8) {
+    use std::io::{Read, Write};
+    const SETTINGS: u8 = 0x4;
+    const HEADERS: u8 = 0x1;
+    const ACK: u8 = 0x1;
+    const END_STREAM_AND_HEADERS: u8 = 0x1 | 0x4;
+    let frame = |kind: u8, flags: u8, stream_id: u32, payload: &[u8]| {
+        let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
+        let mut frame = vec![length[1], length[2], length[3], kind, flags];
+        frame.extend(stream_id.to_be_bytes());
+        frame.extend(payload);
+        frame
+    };
+    let mut preface = [0; 24];
+    if stream.read_exact(&mut preface).is_err()
+        || stream.write_all(&frame(SETTINGS, 0, 0, &[])).is_err()
+    {
+        return;
+    }
+    let mut header = [0; 9];
+    while stream.read_exact(&mut header).is_ok() {
+        let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let mut payload = vec![0; length];
+        if stream.read_exact(&mut payload).is_err() {
+            return;
+        }
+        let stream_id =
+            u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+        let reply = match header[3] {
+            SETTINGS if header[4] & ACK == 0 => frame(SETTINGS, ACK, 0, &[]),
+            HEADERS => frame(HEADERS, END_STREAM_AND_HEADERS, stream_id, &[status]),
+            _ => continue,
+        };
+        if stream.write_all(&reply).is_err() {
+            return;
+        }
+    }
 }
