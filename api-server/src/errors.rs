@@ -14,6 +14,8 @@ enum Class<'a> {
     Invalid(&'a ValidationError),
     /// No such job or record.
     NotFound,
+    /// It was there, and is no longer kept (an expired result).
+    Gone,
     /// Not possible in the job's present state.
     Precondition,
     /// Redis cannot serve now; the message says why in the client's terms.
@@ -30,6 +32,7 @@ fn classify(err: &Error) -> Class<'_> {
     match err {
         Error::Invalid(invalid) => Class::Invalid(invalid),
         Error::NotFound(_) | Error::RecordNotFound(_) => Class::NotFound,
+        Error::ResultExpired(_) => Class::Gone,
         Error::NotReady { .. } | Error::AlreadyFinished { .. } => Class::Precondition,
         Error::Unavailable(cause) => {
             tracing::warn!(%cause, "Redis unavailable");
@@ -55,7 +58,8 @@ pub(crate) fn status(err: impl Into<Error>) -> Status {
     let err = err.into();
     match classify(&err) {
         Class::Invalid(invalid) => Status::invalid_argument(invalid.to_string()),
-        Class::NotFound => Status::not_found(err.to_string()),
+        // gRPC has no "gone": the message says the result expired.
+        Class::NotFound | Class::Gone => Status::not_found(err.to_string()),
         Class::Precondition => Status::failed_precondition(err.to_string()),
         Class::Unavailable(message) => Status::unavailable(message),
         // gRPC's code for "may have completed even so".
@@ -72,6 +76,7 @@ pub(crate) fn problem(err: impl Into<Error>) -> Problem {
             Problem::new(StatusCode::BAD_REQUEST, invalid.to_string()).with_field(invalid.field())
         }
         Class::NotFound => Problem::new(StatusCode::NOT_FOUND, err.to_string()),
+        Class::Gone => Problem::new(StatusCode::GONE, err.to_string()),
         Class::Precondition => Problem::new(StatusCode::CONFLICT, err.to_string()),
         Class::Unavailable(message) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, message),
         // Redis is the upstream that did not answer in time.

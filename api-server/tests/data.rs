@@ -369,3 +369,180 @@ async fn the_data_service_over_grpc_shares_the_dataset_with_rest() {
     assert_eq!(app.http("GET", "/data", None).await.json(), json!([]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_query_on_a_data_route_that_takes_none_is_refused_and_changes_nothing() {
+    let app = TestApp::start().await;
+    app.http_json("POST", "/data", json!([{"id": "ada"}, {"id": "bob"}]))
+        .await;
+    for (method, path, unknown) in [
+        ("DELETE", "/data?search=ada", "search"),
+        ("GET", "/data/ada?fields=name", "fields"),
+        ("POST", "/data?replace=true", "replace"),
+    ] {
+        let body = (method == "POST").then(|| ("application/json", br#"[{"id": "cy"}]"#.to_vec()));
+        let problem = app.http(method, path, body).await.problem(400);
+        assert_eq!(problem["field"], unknown, "{method} {path}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("unknown query parameter `{unknown}`")),
+            "{method} {path}: {detail}"
+        );
+    }
+    // The DELETE cleared nothing, and the POST loaded nothing.
+    let all = app.http("GET", "/data", None).await.json();
+    assert_eq!(ids(&all), ["ada", "bob"]);
+    app.stop().await;
+}
+
+/// `[{},{},…]`: `count` empty records.
+fn empty_records(count: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(3 * count + 2);
+    body.push(b'[');
+    for i in 0..count {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{}");
+    }
+    body.push(b']');
+    body
+}
+
+#[tokio::test]
+async fn a_load_over_the_record_limit_is_refused_before_the_rest_is_parsed() {
+    let app = TestApp::start().await;
+    let limit = jobs_core::MAX_LOAD_RECORDS;
+    // One record too many, then text that is not JSON: were the whole body
+    // parsed, the answer would be "malformed JSON".
+    let mut body = empty_records(limit + 1);
+    body.pop();
+    body.extend_from_slice(b", not JSON");
+    let problem = app
+        .http("POST", "/data", Some(("application/json", body)))
+        .await
+        .problem(400);
+    assert_eq!(problem["field"], "records", "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains(&format!("at most {limit}")), "{detail}");
+    assert!(
+        app.redis.keys().iter().all(|key| !key.contains(":data:")),
+        "a rejected load wrote {:?}",
+        app.redis.keys()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_large_load_does_not_hold_up_other_requests() {
+    // The test's runtime has one thread, shared by the server and this
+    // client: a body parsed on it would stall every other request.
+    let app = TestApp::start().await;
+    let body = empty_records(16 * 1024 * 1024 / 3);
+    let url = format!("{}/data", app.http_base());
+    let load = tokio::spawn(async move {
+        support::http_request(&url, "POST", Some(("application/json", body))).await
+    });
+    let mut longest = std::time::Duration::ZERO;
+    let mut last = std::time::Instant::now();
+    while !load.is_finished() {
+        assert_eq!(app.http("GET", "/healthz", None).await.status, 200);
+        longest = longest.max(last.elapsed());
+        last = std::time::Instant::now();
+    }
+    let problem = load.await.unwrap().problem(400);
+    assert_eq!(problem["field"], "records", "{problem}");
+    // A hang guard with a wide margin, not a speed assertion: parsing the
+    // body here took seconds.
+    assert!(
+        longest < std::time::Duration::from_secs(1),
+        "/healthz waited {longest:?} for the load"
+    );
+    app.stop().await;
+}
+
+/// Puts the app's private Redis out of memory: every command that needs
+/// memory is refused (OOM) until the limit is raised.
+fn out_of_memory(redis: &TestRedis) {
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(1)
+        .query::<()>(&mut redis.connection())
+        .unwrap();
+}
+
+#[tokio::test]
+async fn out_of_memory_a_load_is_503_and_a_clear_still_frees_the_dataset() {
+    let app = TestApp::start_on(TestRedis::private(), &[]).await;
+    let loaded = app
+        .http_json("POST", "/data", json!([{"id": "a"}, {"id": "b"}]))
+        .await;
+    assert_eq!(loaded.status, 200);
+    out_of_memory(&app.redis);
+
+    let refused = app.http_json("POST", "/data", json!([{"id": "c"}])).await;
+    refused.problem(503);
+    let cleared = app.http("DELETE", "/data", None).await;
+    assert_eq!(
+        cleared.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&cleared.body)
+    );
+    assert_eq!(cleared.json(), json!({"deleted": 2}));
+    assert_eq!(app.http("GET", "/data", None).await.json(), json!([]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_clear_redis_did_not_answer_is_504_within_the_timeout() {
+    let app = TestApp::start_on(TestRedis::private(), &["--redis-timeout-ms", "300"]).await;
+    let mut client = DataServiceClient::new(app.channel.clone());
+    // Both of the dataset's connections open, and the clear's script cached:
+    // a frozen Redis is sent the calls themselves.
+    app.http_json("POST", "/data", json!([{"id": "a"}])).await;
+    app.http("DELETE", "/data", None).await;
+    app.http_json("POST", "/data", json!([{"id": "a"}])).await;
+
+    app.redis.freeze(true);
+    let started = std::time::Instant::now();
+    let cleared = app.http("DELETE", "/data", None).await;
+    let over_grpc = client.delete_data(pb::DeleteDataRequest {}).await;
+    let loaded = app.http_json("POST", "/data", json!([{"id": "b"}])).await;
+    let took = started.elapsed();
+    app.redis.freeze(false);
+
+    // It may have been made: not 503, "try again".
+    let problem = cleared.problem(504);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("may have been made"),
+        "{problem}"
+    );
+    assert_eq!(over_grpc.unwrap_err().code(), Code::DeadlineExceeded);
+    // The load fails reserving its numbers, before it writes a record.
+    loaded.problem(503);
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_numeric_id_is_stored_as_the_id_it_is_found_by() {
+    let app = TestApp::start().await;
+    let body = r#"[{"id": 1e3, "name": "thousand"}, {"id": 7.0}]"#;
+    let loaded = app
+        .http("POST", "/data", Some(("application/json", body.into())))
+        .await;
+    assert_eq!(loaded.json()["ids"], json!(["1000", "7"]));
+    let thousand = app.http("GET", "/data/1000", None).await;
+    assert_eq!(
+        String::from_utf8(thousand.body).unwrap(),
+        r#"{"id":1000,"name":"thousand"}"#
+    );
+    let listed = app.http("GET", "/data", None).await;
+    assert_eq!(ids(&listed.json()), ["1000", "7"]);
+    app.stop().await;
+}

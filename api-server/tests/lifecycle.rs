@@ -597,3 +597,168 @@ async fn malformed_durations_are_refused_naming_the_field() {
     assert!(err.message().starts_with("timeout:"), "{}", err.message());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_empty_kind_is_refused_over_rest_and_the_default_over_grpc() {
+    let mut app = TestApp::start().await;
+    // JSON can leave the kind out: one written empty is a mistake.
+    let refused = app
+        .http_json(
+            "POST",
+            "/jobs",
+            serde_json::json!({"start": 1, "end": 2, "kind": ""}),
+        )
+        .await;
+    assert_eq!(refused.problem(400)["field"], "kind");
+    let created = app
+        .http_json("POST", "/jobs", serde_json::json!({"start": 1, "end": 2}))
+        .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.json()["kind"], "sum");
+    // proto3 cannot tell an empty string from an unset one.
+    assert_eq!(app.create(1, 2, "").await.kind, "sum");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_fail_job_must_have_something_to_say() {
+    let mut app = TestApp::start().await;
+    for message in ["", "  \t"] {
+        let params = serde_json::json!({"message": message});
+        let refused = app
+            .http_json(
+                "POST",
+                "/jobs",
+                serde_json::json!({"start": 1, "end": 1, "kind": "fail", "params": params}),
+            )
+            .await;
+        assert_eq!(refused.problem(400)["field"], "params.message");
+        let err = app
+            .client
+            .create_job(pb::CreateJobRequest {
+                start: 1,
+                end: 1,
+                kind: "fail".into(),
+                params: Some(jobs_proto::params_to_struct(
+                    params.as_object().unwrap().clone(),
+                )),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().starts_with("params.message:"),
+            "{}",
+            err.message()
+        );
+    }
+    assert!(app.list().await.jobs.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_result_is_gone_and_a_null_one_is_null() {
+    use jobs_core::{Finished, Outcome, Queue, QueueSettings, Retention};
+
+    let mut app = TestApp::start().await;
+    // A worker that keeps jobs a minute and results a second.
+    let settings = QueueSettings {
+        retention: Retention {
+            retention_secs: 60,
+            result_ttl_secs: 1,
+        },
+        ..QueueSettings::default()
+    };
+    let queue = Queue::connect(&app.redis_config(), "w", settings)
+        .await
+        .unwrap();
+    let job = app.create(1, 1, "sleep").await;
+    let lease = queue
+        .claim(1, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+    let outcome = Outcome::Success(serde_json::Value::Null);
+    queue.finish(&[Finished { lease, outcome }]).await.unwrap();
+    let path = format!("/jobs/{}/results", job.jid);
+    let null = app.http("GET", &path, None).await;
+    assert_eq!(null.status, 200);
+    assert_eq!(null.json()["result"], serde_json::Value::Null);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let gone = app.http("GET", &path, None).await.problem(410);
+    let detail = gone["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("expired") && detail.contains("JOBS_RESULT_TTL_SECS"),
+        "{detail}"
+    );
+    let err = app
+        .client
+        .get_job_result(pb::GetJobResultRequest {
+            jid: job.jid.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().contains("expired"), "{}", err.message());
+    // The job itself is still there.
+    assert_eq!(app.get(&job.jid).await.status(), JobStatus::Success);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_page_of_large_jobs_is_short_not_huge() {
+    use prost::Message;
+
+    let mut app = TestApp::start().await;
+    // 150 jobs whose params take about 6 KiB each as JSON: more than a page
+    // may hold.
+    let params = serde_json::json!({"message": "\u{1}".repeat(1024)});
+    let new = pb::CreateJobRequest {
+        start: 1,
+        end: 1,
+        kind: "fail".into(),
+        params: Some(jobs_proto::params_to_struct(
+            params.as_object().unwrap().clone(),
+        )),
+        ..Default::default()
+    };
+    app.client
+        .create_jobs(pb::CreateJobsRequest {
+            jobs: vec![new; 150],
+        })
+        .await
+        .unwrap();
+
+    let first = app
+        .client
+        .list_jobs(pb::ListJobsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.jobs.len() < 150, "{} jobs", first.jobs.len());
+    assert!(first.encoded_len() <= jobs_core::MAX_PAGE_BYTES);
+    let second = app
+        .client
+        .list_jobs(pb::ListJobsRequest {
+            page_size: 1000,
+            page_token: first.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.jobs.len() + second.jobs.len(), 150);
+    assert!(second.next_page_token.is_empty());
+
+    // Over REST the same: a short page, and the rest behind its Link.
+    let page = app.http("GET", "/jobs?limit=1000", None).await;
+    assert_eq!(page.json().as_array().unwrap().len(), first.jobs.len());
+    assert!(page.header("link").is_some());
+    app.stop().await;
+}

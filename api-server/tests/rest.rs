@@ -659,3 +659,200 @@ async fn the_openapi_document_describes_replays_the_key_and_the_token() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn routes_that_take_no_query_refuse_any_parameter_naming_it() {
+    let app = TestApp::start().await;
+    let job = app
+        .http_json("POST", "/jobs", json!({"start": 1, "end": 2}))
+        .await
+        .json();
+    let jid = job["jid"].as_str().unwrap();
+    let cases = [
+        ("POST", "/jobs?kind=sleep".to_owned(), "kind"),
+        ("GET", format!("/jobs/{jid}?x=1"), "x"),
+        ("DELETE", format!("/jobs/{jid}?force"), "force"),
+        ("GET", format!("/jobs/{jid}/results?format=text"), "format"),
+        ("GET", "/healthz?foo=1".to_owned(), "foo"),
+        ("GET", "/readyz?verbose".to_owned(), "verbose"),
+        ("GET", "/metrics?name[]=x".to_owned(), "name[]"),
+        ("GET", "/openapi.json?v=3".to_owned(), "v"),
+    ];
+    for (method, path, unknown) in cases {
+        let body = (method == "POST").then(|| {
+            (
+                "application/json",
+                br#"{"start": 0, "end": 10000}"#.to_vec(),
+            )
+        });
+        let problem = app.http(method, &path, body).await.problem(400);
+        assert_eq!(problem["field"], unknown, "{method} {path}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("unknown query parameter `{unknown}`")),
+            "{method} {path}: {detail}"
+        );
+        assert!(detail.contains("takes none"), "{method} {path}: {detail}");
+    }
+    // The POST made no sum job, and the DELETE did not cancel the job.
+    let jobs = app.http("GET", "/jobs", None).await.json();
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs}");
+    assert_eq!(jobs[0]["status"], "QUEUED");
+    // Without one, or with an empty query, they answer as ever.
+    for path in [
+        "/healthz",
+        "/healthz?",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert_eq!(app.http("GET", path, None).await.status, 200, "{path}");
+    }
+    assert_eq!(
+        app.http("GET", &format!("/jobs/{jid}?"), None).await.status,
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_timeouts_unconfirmed_writes_and_query_refusals() {
+    let app = TestApp::start().await;
+    let document = app.http("GET", "/openapi.json", None).await.json();
+    let paths = &document["paths"];
+    // A body too slow to arrive, and a write Redis did not confirm.
+    for (path, method, statuses) in [
+        ("/jobs", "post", &["408", "504"][..]),
+        ("/data", "post", &["408", "504"]),
+        ("/data", "delete", &["504"]),
+    ] {
+        let responses = &paths[path][method]["responses"];
+        for status in statuses {
+            assert!(
+                responses[status]["content"]["application/problem+json"].is_object(),
+                "{method} {path} lacks {status}: {responses}"
+            );
+        }
+    }
+    // Every operation refuses a query parameter it does not take.
+    for (path, item) in paths.as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            assert!(
+                operation["responses"]["400"]["content"]["application/problem+json"].is_object(),
+                "{method} {path} lacks 400"
+            );
+        }
+    }
+    // The key's rule as the server applies it: a space is taken.
+    let key = paths["/jobs"]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|param| param["name"] == "Idempotency-Key")
+        .unwrap()
+        .clone();
+    let description = key["description"].as_str().unwrap();
+    assert!(!description.contains("visible ASCII"), "{description}");
+    assert!(description.contains("space"), "{description}");
+    let url = format!("{}/jobs", app.http_base());
+    let created = support::http_request_with(
+        &url,
+        "POST",
+        &[("idempotency-key", "order 42")],
+        Some(("application/json", br#"{"start": 1, "end": 2}"#.to_vec())),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    let refused = support::http_request_with(
+        &url,
+        "POST",
+        &[("idempotency-key", "order\t42")],
+        Some(("application/json", br#"{"start": 1, "end": 2}"#.to_vec())),
+    )
+    .await
+    .problem(400);
+    assert_eq!(refused["field"], "Idempotency-Key", "{refused}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_token_is_answered_with_www_authenticate_bearer() {
+    let app = TestApp::start_with(&["--api-token", "s3cret"]).await;
+    let url = format!("{}/jobs", app.http_base());
+    let missing = support::http_request_with(&url, "GET", &[], None).await;
+    missing.problem(401);
+    // No error code when no credentials were sent (RFC 6750 §3).
+    assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
+    let wrong =
+        support::http_request_with(&url, "GET", &[("authorization", "Bearer nope")], None).await;
+    wrong.problem(401);
+    assert_eq!(
+        wrong.header("www-authenticate"),
+        Some(r#"Bearer error="invalid_token""#)
+    );
+    let document = support::http_request_with(
+        &format!("{}/openapi.json", app.http_base()),
+        "GET",
+        &[("authorization", "Bearer s3cret")],
+        None,
+    )
+    .await
+    .json();
+    let refused = &document["paths"]["/jobs"]["get"]["responses"]["401"];
+    assert!(
+        refused["headers"]["WWW-Authenticate"].is_object(),
+        "{refused}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_content_encoding_other_than_identity_is_refused_with_415() {
+    let app = TestApp::start().await;
+    let url = format!("{}/jobs", app.http_base());
+    let body = br#"{"start": 1, "end": 2}"#;
+    // `body`, gzipped (Python's `gzip.compress(body, mtime=0)`).
+    let gzipped = vec![
+        0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0xab, 0x56, 0x2a, 0x2e, 0x49,
+        0x2c, 0x2a, 0x51, 0xb2, 0x52, 0x30, 0xd4, 0x51, 0x50, 0x4a, 0xcd, 0x4b, 0x01, 0xb2, 0x8c,
+        0x6a, 0x01, 0x3c, 0xbb, 0xc6, 0xf7, 0x16, 0x00, 0x00, 0x00,
+    ];
+    for (encoding, payload) in [
+        ("gzip", gzipped),
+        // A plain body labelled as compressed is refused too: the label is
+        // wrong, or the client expects a decoding that never happened.
+        ("gzip", body.to_vec()),
+        ("br", body.to_vec()),
+        ("identity, gzip", body.to_vec()),
+    ] {
+        let refused = support::http_request_with(
+            &url,
+            "POST",
+            &[("content-encoding", encoding)],
+            Some(("application/json", payload)),
+        )
+        .await;
+        let problem = refused.problem(415);
+        assert_eq!(
+            problem["field"], "Content-Encoding",
+            "{encoding}: {problem}"
+        );
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("Content-Encoding"), "{detail}");
+        assert_eq!(refused.header("accept-encoding"), Some("identity"));
+    }
+    for encoding in ["identity", "Identity"] {
+        let created = support::http_request_with(
+            &url,
+            "POST",
+            &[("content-encoding", encoding)],
+            Some(("application/json", body.to_vec())),
+        )
+        .await;
+        assert_eq!(created.status, 201, "{encoding}");
+    }
+    // Nothing was stored but the two identity jobs.
+    let jobs = app.http("GET", "/jobs", None).await.json();
+    assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
+    app.stop().await;
+}

@@ -19,8 +19,19 @@
 //! per [`LOAD_BATCH`] records), so it costs one round trip and Redis applies
 //! all of it or, if the connection fails before `EXEC`, none of it. A record
 //! whose id is already stored replaces it and moves to the end of the order.
+//! A load may take longer than a single command: the timeout
+//! (`JOBS_REDIS_TIMEOUT_MS`) plus a second per MiB of records.
+//!
+//! A clear is one script (count, then `UNLINK`), not a transaction: out of
+//! memory, Redis refuses every command queued in a transaction, but runs a
+//! script's deletes, so a clear can still free the memory then.
 
-use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use serde_json::Value;
 
@@ -38,9 +49,25 @@ pub const MAX_RECORD_ID_CHARS: usize = 256;
 
 /// Records read per round trip while a search scans the dataset.
 const SEARCH_BATCH: usize = 1000;
-/// How long a load or a clear may take before it counts as unavailable:
-/// a large load is one transaction, far slower than a single command.
-const BULK_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much longer than a single command a load may take, per MiB of its
+/// records: it is one transaction, which must cross the network and which
+/// Redis runs whole. A MiB a second is far below what either does, even
+/// over a slow link, yet a stalled Redis fails a small load in little more
+/// than the timeout.
+const BULK_TIME_PER_MIB: Duration = Duration::from_secs(1);
+/// A limit on the bulk connection's calls that is never reached: each has a
+/// deadline of its own, set by its size ([`Dataset::load`]).
+const BULK_BACKSTOP: Duration = Duration::from_secs(24 * 3600);
+
+/// Counts the records and deletes the dataset, in one step (see the module
+/// documentation for why a script). KEYS: records, order. Returns the count.
+static CLEAR: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local count = redis.call('ZCARD', KEYS[2])\n\
+         redis.call('UNLINK', KEYS[1], KEYS[2])\n\
+         return count",
+    )
+});
 
 /// A record's id: its `id` field (a string, or a whole number, as its
 /// canonical decimal text: `7.0` is `7`), or a random UUID when it has none.
@@ -91,12 +118,16 @@ impl fmt::Display for RecordId {
 pub struct NewRecords {
     /// Each record's id and its compact JSON, in load order.
     records: Vec<(RecordId, String)>,
+    /// What the records take, ids and JSON: what the load sends to Redis.
+    bytes: usize,
 }
 
 impl NewRecords {
     /// Checks a load: every item a JSON object whose `id`, if any, is a
     /// string or a whole number, no id twice, at most [`MAX_LOAD_RECORDS`].
-    /// Records without an id get a random one, written into the record.
+    /// Records without an id get a random one, written into the record; a
+    /// number is written back as its canonical integer (`1e3` is `1000`),
+    /// so the stored record holds the id it is found by.
     /// The error names the record by its index (`records[7].id`).
     pub fn parse(values: Vec<Value>) -> Result<Self, ValidationError> {
         if values.len() > MAX_LOAD_RECORDS {
@@ -110,6 +141,7 @@ impl NewRecords {
         }
         let mut seen: HashMap<RecordId, usize> = HashMap::with_capacity(values.len());
         let mut records = Vec::with_capacity(values.len());
+        let mut bytes = 0usize;
         for (index, value) in values.into_iter().enumerate() {
             let Value::Object(mut record) = value else {
                 return Err(ValidationError::new(
@@ -126,7 +158,16 @@ impl NewRecords {
                 }
                 Some(Value::String(text)) => RecordId::parse_at(text, &field)?,
                 Some(Value::Number(number)) => match integer_text(number) {
-                    Some(text) => RecordId::parse_at(&text, &field)?,
+                    Some(text) => {
+                        let id = RecordId::parse_at(&text, &field)?;
+                        if number.as_str() != text {
+                            let canonical = text.parse().map_err(|_| {
+                                ValidationError::new(&field, "must be a string or a whole number")
+                            })?;
+                            record.insert("id".into(), Value::Number(canonical));
+                        }
+                        id
+                    }
                     None => {
                         return Err(ValidationError::new(
                             field,
@@ -151,9 +192,10 @@ impl NewRecords {
                 ));
             }
             let json = Value::Object(record).to_string();
+            bytes = bytes.saturating_add(id.0.len() + json.len());
             records.push((id, json));
         }
-        Ok(Self { records })
+        Ok(Self { records, bytes })
     }
 
     /// How many records the load holds.
@@ -237,8 +279,11 @@ struct DataKeys {
 #[derive(Debug, Clone)]
 pub struct Dataset {
     conn: Arc<LazyConnection>,
-    /// For loads and clears, with a longer response timeout.
+    /// For loads, whose calls set their own deadlines: a long transaction
+    /// here holds up no other call.
     bulk: Arc<LazyConnection>,
+    /// How long a single command may take.
+    timeout: Duration,
     keys: DataKeys,
 }
 
@@ -251,11 +296,12 @@ impl Dataset {
         let client = config.client()?;
         let timeout = config.timeout();
         let conn = LazyConnection::new(client.clone(), timeout, timeout);
-        let bulk = LazyConnection::new(client, timeout, timeout.max(BULK_TIMEOUT));
+        let bulk = LazyConnection::new(client, timeout, BULK_BACKSTOP);
         let prefix = &config.key_prefix;
         Ok(Self {
             conn: Arc::new(conn),
             bulk: Arc::new(bulk),
+            timeout,
             keys: DataKeys {
                 records: format!("{prefix}:data:records"),
                 order: format!("{prefix}:data:order"),
@@ -269,12 +315,16 @@ impl Dataset {
     /// reconnects after it: pinging each regularly spends that failure on
     /// the ping, not on a client's call.
     pub async fn ping(&self) -> Result<()> {
-        async fn ping(connection: &LazyConnection) -> Result<()> {
+        async fn ping(connection: &LazyConnection, timeout: Duration) -> Result<()> {
             let mut conn = connection.get().await?;
-            Ok(redis::cmd("PING").query_async::<()>(&mut conn).await?)
+            let ping = redis::cmd("PING");
+            Ok(within(timeout, ping.query_async::<()>(&mut conn)).await?)
         }
         // Both, whatever the first says: each has its own connection to mend.
-        let (conn, bulk) = tokio::join!(ping(&self.conn), ping(&self.bulk));
+        let (conn, bulk) = tokio::join!(
+            ping(&self.conn, self.timeout),
+            ping(&self.bulk, self.timeout)
+        );
         conn.and(bulk)
     }
 
@@ -288,11 +338,9 @@ impl Dataset {
         let mut conn = self.bulk.get().await?;
         // Reserving sequence numbers first is harmless if the write then
         // fails: the order only needs them increasing, not dense.
-        let last: u64 = redis::cmd("INCRBY")
-            .arg(&self.keys.seq)
-            .arg(count)
-            .query_async(&mut conn)
-            .await?;
+        let mut reserve = redis::cmd("INCRBY");
+        reserve.arg(&self.keys.seq).arg(count);
+        let last: u64 = within(self.timeout, reserve.query_async(&mut conn)).await?;
         let first = last + 1 - count as u64;
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -309,7 +357,9 @@ impl Dataset {
             }
             zadd.ignore();
         }
-        pipe.query_async::<()>(&mut conn)
+        let mib = load.bytes as f64 / (1024.0 * 1024.0);
+        let deadline = self.timeout + BULK_TIME_PER_MIB.mul_f64(mib);
+        within(deadline, pipe.query_async::<()>(&mut conn))
             .await
             .map_err(|err| Error::from(err).of_write())?;
         tracing::debug!(count, "dataset records loaded");
@@ -413,22 +463,36 @@ impl Dataset {
             .collect()
     }
 
-    /// Removes every record; returns how many there were.
+    /// Removes every record; returns how many there were. It works while
+    /// Redis is out of memory, and frees memory then. A single command's
+    /// work (`UNLINK` frees large values in the background), so it has a
+    /// single command's timeout.
     pub async fn clear(&self) -> Result<u64> {
-        let mut conn = self.bulk.get().await?;
-        let (count,): (u64,) = redis::pipe()
-            .atomic()
-            .cmd("ZCARD")
-            .arg(&self.keys.order)
-            .cmd("UNLINK")
-            .arg(&self.keys.records)
-            .arg(&self.keys.order)
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
+        let mut conn = self.conn.get().await?;
+        let count: u64 = CLEAR
+            .key(&self.keys.records)
+            .key(&self.keys.order)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|err| Error::from(err).of_write())?;
         tracing::debug!(count, "dataset cleared");
         Ok(count)
     }
+}
+
+/// `call`'s answer, or a timeout error after `limit`, as the connection's own
+/// response timeout would give: for the bulk connection, whose calls each
+/// have a deadline of their own.
+async fn within<T>(
+    limit: Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "Redis did not answer in time",
+        )))
+    })
 }
 
 fn parse_record(id: &str, json: &str) -> Result<Record> {

@@ -24,6 +24,13 @@ pub enum Error {
         /// Its current, non-terminal status.
         status: JobStatus,
     },
+    /// The job succeeded, but its result is no longer kept: results expire
+    /// before their jobs when the result TTL is the shorter.
+    #[error(
+        "the result of job {0} has expired: a result is kept for JOBS_RESULT_TTL_SECS \
+         (the workers' --result-ttl-secs; 7 days by default) after its job ends"
+    )]
+    ResultExpired(JobId),
     /// The job has already finished, so it cannot be cancelled.
     #[error("job {jid} has already finished as {status}")]
     AlreadyFinished {
@@ -136,18 +143,39 @@ fn answer_lost(err: &redis::RedisError) -> bool {
 /// passes by itself: loading its data after a restart (LOADING), a failover
 /// under way (TRYAGAIN, MASTERDOWN, CLUSTERDOWN, READONLY: a primary turned
 /// replica), or out of memory until keys expire or the limit is raised
-/// (OOM, which redis-rs knows only by its code).
+/// (OOM, which redis-rs knows only by its code). A transaction Redis
+/// discarded (EXECABORT) is in that state when every command it refused
+/// was refused for one: out of memory, Redis refuses every command queued
+/// in a transaction.
 fn is_passing_state(err: &redis::RedisError) -> bool {
+    if err.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort) {
+        return err.clone().into_server_errors().is_some_and(|refused| {
+            !refused.is_empty()
+                && refused
+                    .iter()
+                    .all(|(_, err)| is_passing_code(err.kind(), err.code()))
+        });
+    }
+    let kind = match err.kind() {
+        ErrorKind::Server(kind) => Some(kind),
+        _ => None,
+    };
+    err.code().is_some_and(|code| is_passing_code(kind, code))
+}
+
+/// Whether a server error of this kind (if redis-rs knows it) and code is
+/// a passing state (see [`is_passing_state`]).
+fn is_passing_code(kind: Option<ServerErrorKind>, code: &str) -> bool {
     matches!(
-        err.kind(),
-        ErrorKind::Server(
+        kind,
+        Some(
             ServerErrorKind::BusyLoading
                 | ServerErrorKind::TryAgain
                 | ServerErrorKind::MasterDown
                 | ServerErrorKind::ClusterDown
                 | ServerErrorKind::ReadOnly
         )
-    ) || err.code() == Some("OOM")
+    ) || code == "OOM"
 }
 
 /// A request that is not valid, naming the offending field.

@@ -241,10 +241,26 @@ impl NewJob {
     /// Checks a submission: `start <= end`, a known kind (`sum` when empty),
     /// `params` within [`MAX_PARAMS_BYTES`] and accepted by the kind. The
     /// error names the offending field.
+    ///
+    /// An empty kind is taken for none, as proto3 sends an unset string;
+    /// a client that can tell the two apart uses
+    /// [`NewJob::parse_optional_kind`].
     pub fn parse(
         start: i64,
         end: i64,
         kind: &str,
+        params: Option<Params>,
+    ) -> Result<Self, ValidationError> {
+        Self::parse_optional_kind(start, end, (!kind.is_empty()).then_some(kind), params)
+    }
+
+    /// As [`NewJob::parse`], for a submission that can leave the kind out
+    /// (JSON): no kind is `sum`, and an empty one is refused, naming `kind`,
+    /// since a client that wrote one meant some kind, not the default.
+    pub fn parse_optional_kind(
+        start: i64,
+        end: i64,
+        kind: Option<&str>,
         params: Option<Params>,
     ) -> Result<Self, ValidationError> {
         if start > end {
@@ -253,11 +269,7 @@ impl NewJob {
                 format!("end ({end}) must not be less than start ({start})"),
             ));
         }
-        let kind = if kind.is_empty() {
-            kinds::DEFAULT
-        } else {
-            kind
-        };
+        let kind = kind.unwrap_or(kinds::DEFAULT);
         let spec = kinds::find(kind).ok_or_else(|| {
             ValidationError::new(
                 "kind",
@@ -394,6 +406,17 @@ mod tests {
     fn parse_accepts_a_classic_job_and_defaults_the_kind() {
         let job = NewJob::parse(1, 2, "", None).unwrap();
         assert_eq!((job.start(), job.end(), job.kind()), (1, 2, "sum"));
+    }
+
+    #[test]
+    fn an_empty_kind_is_the_default_only_where_it_cannot_be_told_from_none() {
+        let job = NewJob::parse_optional_kind(1, 2, None, None).unwrap();
+        assert_eq!(job.kind(), "sum");
+        let err = NewJob::parse_optional_kind(1, 2, Some(""), None).unwrap_err();
+        assert_eq!(err.field(), "kind");
+        assert!(err.message().contains("known kinds: sum"), "{err}");
+        let job = NewJob::parse_optional_kind(1, 2, Some("sleep"), None).unwrap();
+        assert_eq!(job.kind(), "sleep");
     }
 
     #[test]

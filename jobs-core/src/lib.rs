@@ -48,7 +48,7 @@ pub use queue::{
 };
 pub use store::{
     CANCEL_REASON, Created, DEFAULT_PAGE_SIZE, JobOutcome, JobPage, ListQuery, MAX_BATCH_JOBS,
-    MAX_PAGE_SIZE, QueueStats, Store, check_batch_size,
+    MAX_PAGE_BYTES, MAX_PAGE_SIZE, QueueStats, Store, check_batch_size,
 };
 pub use trace::{InvalidTraceParent, TraceParent};
 

@@ -42,6 +42,14 @@ const WATCH_RECHECK: Duration = Duration::from_secs(10);
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// The largest page a list request gets; larger requests are cut to it.
 pub const MAX_PAGE_SIZE: usize = 1000;
+/// The most job data a page of jobs holds, as stored (each job's hash:
+/// field names and values; its params, history and errors are most of a
+/// large one). A page ends before the job that would take it past this
+/// (a job larger than it makes a page of its own), so that a response stays
+/// under gRPC's common 4 MiB message limit even in the worst case: params
+/// grow at most 5.5 times as a `google.protobuf.Struct` (an array of small
+/// numbers), under 3 MiB for a page of them; the rest hardly grows.
+pub const MAX_PAGE_BYTES: usize = 512 * 1024;
 
 /// The error stored on a job cancelled at a client's request, whether it
 /// was queued (here) or running (by its worker; `common.lua` has a copy for
@@ -796,6 +804,9 @@ impl Store {
 
     /// One page of jobs, newest first. Jobs created while a client pages sort
     /// before its first page, so paging never shows a gap or a duplicate.
+    /// A page holds fewer jobs than asked for when they are large (see
+    /// [`MAX_PAGE_BYTES`]); only the absence of a next page token says that
+    /// the list is done.
     pub async fn list(&self, query: &ListQuery) -> Result<JobPage> {
         let max = match query.after_seq {
             Some(seq) => format!("({seq}"),
@@ -819,7 +830,8 @@ impl Store {
             .arg(self.keys.prefix())
             .arg(max)
             .arg(query.page_size)
-            .arg(if with_running { "1" } else { "0" });
+            .arg(if with_running { "1" } else { "0" })
+            .arg(MAX_PAGE_BYTES);
         let mut conn = self.conn.get().await?;
         let (more, pages): (i64, Vec<Vec<String>>) = invocation.invoke_async(&mut conn).await?;
         let jobs = pages
@@ -837,7 +849,8 @@ impl Store {
     }
 
     /// The outcome of a finished job; [`Error::NotReady`] while it is queued
-    /// or running.
+    /// or running, [`Error::ResultExpired`] for a success whose result is no
+    /// longer kept.
     pub async fn outcome(&self, jid: &JobId) -> Result<JobOutcome> {
         let mut conn = self.conn.get().await?;
         let (fields, result): (Vec<String>, Option<String>) = redis::pipe()
@@ -864,6 +877,9 @@ impl Store {
                 serde_json::from_str(&json)
                     .map_err(|err| Error::Corrupt(format!("result of job {jid}: {err}")))?,
             ),
+            // Every success stores its result, a null one too: none left
+            // means it outlived the result TTL, which a null must not hide.
+            (JobStatus::Success, None) => return Err(Error::ResultExpired(*jid)),
             _ => None,
         };
         Ok(JobOutcome {

@@ -1182,8 +1182,12 @@ async fn results_small_or_large_come_back_whole_and_expire_on_time() {
     queue.finish(&[Finished { lease, outcome }]).await.unwrap();
     assert_eq!(store.outcome(&job.jid).await.unwrap().result, Some(small));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let outcome = store.outcome(&job.jid).await.unwrap();
-    assert_eq!((outcome.status, outcome.result), (JobStatus::Success, None));
+    // Said, not shown as a null result.
+    let err = store.outcome(&job.jid).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ResultExpired(jid) if jid == job.jid),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -4,13 +4,14 @@
 use std::borrow::Cow;
 
 use axum::{
-    extract::State,
+    extract::{FromRequest, Request, State},
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
-use jobs_core::{DataQuery, MAX_RECORD_ID_CHARS, NewRecords, Record, RecordId};
+use jobs_core::{
+    DataQuery, MAX_LOAD_RECORDS, MAX_RECORD_ID_CHARS, NewRecords, Record, RecordId, ValidationError,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{
     IntoParams, PartialSchema, ToSchema,
     openapi::{
@@ -21,7 +22,7 @@ use utoipa::{
 
 use super::{
     AppState, Problem, TAG_DATA,
-    extract::{Json, Path, Query},
+    extract::{self, NoQuery, Path, Query},
     next_link, page_limit,
 };
 use crate::errors::problem;
@@ -111,6 +112,34 @@ pub(crate) struct IdParam {
     id: String,
 }
 
+/// The body of `POST /data`, parsed and checked: a JSON array of at most
+/// [`MAX_LOAD_RECORDS`] records. A large one is parsed and checked on the
+/// blocking pool, and an array over the limit is refused at the first
+/// record too many, not once all of it is held.
+#[derive(Debug)]
+pub(crate) struct Load(NewRecords);
+
+impl<S: Send + Sync> FromRequest<S> for Load {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = extract::json_body(request, state).await?;
+        extract::off_runtime(body.len(), move || {
+            let records = extract::parse_array(&body, MAX_LOAD_RECORDS, || {
+                problem(ValidationError::new(
+                    "records",
+                    format!(
+                        "more than {MAX_LOAD_RECORDS} records in one load; at most \
+                         {MAX_LOAD_RECORDS} are accepted"
+                    ),
+                ))
+            })?;
+            NewRecords::parse(records).map(Load).map_err(problem)
+        })
+        .await
+    }
+}
+
 /// Load records.
 ///
 /// Takes a JSON array of objects. The load is checked whole first: one bad
@@ -122,18 +151,20 @@ pub(crate) struct IdParam {
     request_body(content = Vec<RecordJson>, content_type = "application/json"),
     responses(
         (status = 200, description = "The records were stored", body = LoadJson),
-        (status = 400, description = "Malformed JSON, or a bad record (its index is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, a bad record (its index is named), more than 1,000,000 records, or a query parameter (this route takes none)", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not all arrive within `JOBS_HTTP_BODY_TIMEOUT_MS`; the connection is closed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON, or is encoded (a `Content-Encoding` other than `identity`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The body is not a JSON array", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Redis did not confirm the write in time: the records may have been stored. Loaded again, a record with an id replaces itself; one without gets another id", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn load(
     State(state): State<AppState>,
-    Json(records): Json<Vec<Value>>,
+    _: NoQuery,
+    Load(load): Load,
 ) -> Result<axum::Json<LoadJson>, Problem> {
-    let load = NewRecords::parse(records).map_err(problem)?;
     let ids = state.dataset.load(&load).await.map_err(problem)?;
     Ok(axum::Json(LoadJson {
         loaded: ids.len(),
@@ -179,13 +210,14 @@ pub(crate) async fn list(
     params(IdParam),
     responses(
         (status = 200, description = "The record", body = RecordJson),
-        (status = 400, description = "The id cannot be a record id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id cannot be a record id, or a query parameter was sent (this route takes none)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No record has this id", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn get(
     State(state): State<AppState>,
+    _: NoQuery,
     Path(param): Path<IdParam>,
 ) -> Result<axum::Json<RecordJson>, Problem> {
     let id = RecordId::parse(&param.id).map_err(problem)?;
@@ -198,11 +230,14 @@ pub(crate) async fn get(
     delete, path = "/data", operation_id = "delete_data", tag = TAG_DATA,
     responses(
         (status = 200, description = "Every record was removed", body = DeletedJson),
+        (status = 400, description = "A query parameter was sent: this route takes none, and clears nothing then", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Redis did not confirm the clear in time: it may have been made. Clearing again is safe", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn clear(
     State(state): State<AppState>,
+    _: NoQuery,
 ) -> Result<axum::Json<DeletedJson>, Problem> {
     let deleted = state.dataset.clear().await.map_err(problem)?;
     tracing::info!(deleted, "dataset cleared");

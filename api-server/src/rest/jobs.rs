@@ -27,7 +27,7 @@ use utoipa::{
 
 use super::{
     AppState, Problem, TAG_JOBS,
-    extract::{Json, Object, Path, Query},
+    extract::{Json, NoQuery, Object, Path, Query},
     next_link, page_limit,
 };
 use crate::{
@@ -231,7 +231,8 @@ pub(crate) struct CreateJob {
     /// Last integer of the inclusive range.
     #[serde(deserialize_with = "whole_i64")]
     end: i64,
-    /// Which handler runs the job; `sum` when absent.
+    /// Which handler runs the job; `sum` when absent. An empty string is
+    /// refused (400): it names no kind.
     #[serde(default)]
     #[schema(example = "sum")]
     kind: Option<String>,
@@ -255,12 +256,8 @@ pub(crate) struct CreateJob {
 impl CreateJob {
     /// The job this body asks for; the error names the field.
     fn parse(self) -> Result<NewJob, ValidationError> {
-        let mut new = NewJob::parse(
-            self.start,
-            self.end,
-            self.kind.as_deref().unwrap_or_default(),
-            self.params,
-        )?;
+        let mut new =
+            NewJob::parse_optional_kind(self.start, self.end, self.kind.as_deref(), self.params)?;
         if let Some(attempts) = self.max_attempts {
             new = new.with_max_attempts(attempts)?;
         }
@@ -500,8 +497,9 @@ pub(crate) enum Created {
         ("Idempotency-Key" = Option<String>, Header, max_length = 255,
             description = "Makes the request safe to repeat: a repeat with the same key (within \
                 `JOBS_IDEMPOTENCY_TTL_SECS`) returns the job first created, with 200; the same key \
-                with another job is refused. 1 to 255 visible ASCII characters (for an array, 251, \
-                as job `i` gets the key `{key}#{i}`)."),
+                with another job is refused. 1 to 255 printable ASCII characters: letters, digits, \
+                punctuation and spaces, no tab or other control character (for an array, 251, as job \
+                `i` gets the key `{key}#{i}`). Spaces around the value are not part of it."),
     ),
     responses(
         (status = 201, description = "The job, queued; for an array, the array of jobs, in order", body = Created,
@@ -509,24 +507,28 @@ pub(crate) enum Created {
         (status = 200, description = "A repeat with the same Idempotency-Key: the job (or the array of jobs) \
             first created, as it is now; nothing new was stored", body = Created,
             headers(("Location" = String, description = "The job's URL, `/jobs/{jid}` (one job only)"))),
-        (status = 400, description = "Malformed JSON, a value the job cannot take, or a bad Idempotency-Key or one already used for another job (the field or header is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, a value the job cannot take, a bad Idempotency-Key or one already used for another job, or a query parameter (this route takes none); the field, header or parameter is named", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not all arrive within `JOBS_HTTP_BODY_TIMEOUT_MS`; the connection is closed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON, or is encoded (a `Content-Encoding` other than `identity`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "JSON of the wrong shape: a wrong type, a missing or unknown field", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Redis did not confirm the write in time: the job may have been created. Repeat the request with the same Idempotency-Key to be sure it is created once; without one, look for it first", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create(
     State(state): State<AppState>,
+    _: NoQuery,
     headers: axum::http::HeaderMap,
     Json(body): Json<CreateBody>,
 ) -> Result<Response, Problem> {
     let key = match headers.get(IDEMPOTENCY_KEY) {
         None => None,
+        // Bytes past ASCII fail here; a control character, in the domain.
         Some(key) => Some(key.to_str().map_err(|_| {
             problem(ValidationError::new(
                 IDEMPOTENCY_KEY_FIELD,
-                "must be visible ASCII",
+                "must be printable ASCII (letters, digits, punctuation and spaces)",
             ))
         })?),
     };
@@ -639,7 +641,7 @@ async fn create_many(
     get, path = "/jobs", operation_id = "list_jobs", tag = TAG_JOBS,
     params(ListParams),
     responses(
-        (status = 200, description = "The jobs, newest first", body = Vec<JobJson>,
+        (status = 200, description = "The jobs, newest first. A page holds fewer than `limit` jobs when they are large (at most 512 KiB of job data, and always at least one job): only a missing `Link` header marks the last page", body = Vec<JobJson>,
             headers(("Link" = String, description = "`</jobs?…>; rel=\"next\"`: the next page, when there is one"))),
         (status = 400, description = "A bad status, limit or page token, or an unknown parameter (the parameter is named)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
@@ -669,13 +671,14 @@ pub(crate) async fn list(
     params(JidParam),
     responses(
         (status = 200, description = "The job as it is now", body = JobJson),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a UUID, or a query parameter was sent (this route takes none)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn get(
     State(state): State<AppState>,
+    _: NoQuery,
     Path(param): Path<JidParam>,
 ) -> Result<axum::Json<JobJson>, Problem> {
     let jid = parse_jid(&param.jid)?;
@@ -692,7 +695,7 @@ pub(crate) async fn get(
     params(JidParam),
     responses(
         (status = 200, description = "The job after the request", body = JobJson),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a UUID, or a query parameter was sent (this route takes none)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job has already finished", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
@@ -700,6 +703,7 @@ pub(crate) async fn get(
 )]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
+    _: NoQuery,
     Path(param): Path<JidParam>,
 ) -> Result<axum::Json<JobJson>, Problem> {
     let jid = parse_jid(&param.jid)?;
@@ -719,14 +723,16 @@ pub(crate) async fn cancel(
     params(JidParam),
     responses(
         (status = 200, description = "The job's outcome", body = ResultJson),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a UUID, or a query parameter was sent (this route takes none)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job has not finished yet", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The job succeeded, but its result has expired: results are kept JOBS_RESULT_TTL_SECS after their job ends", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn result(
     State(state): State<AppState>,
+    _: NoQuery,
     Path(param): Path<JidParam>,
 ) -> Result<axum::Json<ResultJson>, Problem> {
     let jid = parse_jid(&param.jid)?;

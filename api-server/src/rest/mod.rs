@@ -159,7 +159,8 @@ const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 /// 401. Only then, so the document of an open server promises no 401.
 fn require_bearer(document: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{
-        ContentBuilder, Ref, RefOr, ResponseBuilder,
+        ContentBuilder, Object, Ref, RefOr, ResponseBuilder, Type,
+        header::HeaderBuilder,
         security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
     };
     const SCHEME: &str = "bearer";
@@ -178,6 +179,15 @@ fn require_bearer(document: &mut utoipa::openapi::OpenApi) {
             problem::PROBLEM_JSON,
             ContentBuilder::new()
                 .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .header(
+            "WWW-Authenticate",
+            HeaderBuilder::new()
+                .schema(Some(Object::with_type(Type::String)))
+                .description(Some(
+                    "`Bearer`, with `error=\"invalid_token\"` when a token was sent",
+                ))
                 .build(),
         )
         .build();
@@ -218,14 +228,25 @@ async fn require_token(
         .get(axum::http::header::AUTHORIZATION)
         .map(axum::http::HeaderValue::as_bytes);
     if probe || auth.accepts(header) {
-        next.run(request).await
-    } else {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (send `Authorization: Bearer <JOBS_API_TOKEN>`)",
-        )
-        .into_response()
+        return next.run(request).await;
     }
+    // A 401 names the scheme it asks for (RFC 9110 §11.6.1); the error
+    // code only when credentials came, wrong (RFC 6750 §3).
+    let challenge = if header.is_some() {
+        r#"Bearer error="invalid_token""#
+    } else {
+        "Bearer"
+    };
+    let mut response = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong bearer token (send `Authorization: Bearer <JOBS_API_TOKEN>`)",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
 }
 
 async fn not_found() -> Problem {

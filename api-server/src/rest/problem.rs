@@ -66,6 +66,13 @@ impl IntoResponse for Problem {
             // Redis is usually back within seconds (a restart, a failover).
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            // The only content coding taken (RFC 9110 §12.5.3, RFC 7694).
+            headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
         if status == StatusCode::REQUEST_TIMEOUT {
             // The rest of the body may still come; it must not be read as
             // the next request (RFC 9110 §15.5.9).

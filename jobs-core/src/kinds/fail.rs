@@ -1,7 +1,7 @@
 //! `fail`: fails with a message, for tests of errors and retries.
 //!
-//! Params: `message` (string, at most 1024 characters) is the error to
-//! report; `fail_attempts` (a non-negative integer) lets only the first N
+//! Params: `message` (string, 1 to 1024 characters, not all blank) is the
+//! error to report; `fail_attempts` (a non-negative integer) lets only the first N
 //! attempts fail, after which the job succeeds. Without `fail_attempts` every
 //! attempt fails.
 
@@ -37,6 +37,13 @@ impl FailParams {
         super::only_known(NAME, params, &[MESSAGE, FAIL_ATTEMPTS])?;
         let message = match params.get(MESSAGE) {
             None => DEFAULT_MESSAGE.to_owned(),
+            // The message becomes the job's error, which must say something.
+            Some(serde_json::Value::String(text)) if text.trim().is_empty() => {
+                return Err(ValidationError::new(
+                    "params.message",
+                    "must not be empty or blank: it is the error the job reports",
+                ));
+            }
             Some(serde_json::Value::String(text)) if text.chars().count() <= MAX_MESSAGE_CHARS => {
                 text.clone()
             }
@@ -98,5 +105,17 @@ mod tests {
         assert_eq!(err.field(), "params.fail_attempts");
         let err = FailParams::parse(&params(serde_json::json!({"colour": "red"}))).unwrap_err();
         assert_eq!(err.field(), "params.colour");
+    }
+
+    #[test]
+    fn refuses_a_message_that_says_nothing() {
+        for blank in ["", " ", "\t\n "] {
+            let err =
+                FailParams::parse(&params(serde_json::json!({"message": blank}))).unwrap_err();
+            assert_eq!(err.field(), "params.message", "{blank:?}");
+        }
+        let job =
+            crate::NewJob::parse(1, 1, NAME, Some(params(serde_json::json!({"message": ""}))));
+        assert_eq!(job.unwrap_err().field(), "params.message");
     }
 }

@@ -8,6 +8,7 @@
 --          leading "(" excludes it
 -- ARGV[4]  page size
 -- ARGV[5]  "1" to list RUNNING jobs too
+-- ARGV[6]  the most bytes of job data a page holds (store.rs's MAX_PAGE_BYTES)
 --
 -- A job is in exactly one status at a time, so the jobs of several statuses
 -- (all of them, for an unfiltered list) are the merge of their indexes by
@@ -24,13 +25,17 @@
 -- they run out, every pending entry is read: at most the workers' total
 -- concurrency plus entries about to be acknowledged.
 --
+-- A page ends early, before the job that would take it past ARGV[6] bytes
+-- (its hash's field names and values), so that large jobs make short
+-- pages, not huge replies; its first job is on it however large.
+--
 -- Returns {more, {job, job, ...}}: more is 1 when jobs remain after this
 -- page; each job is the array {field, value, ...} of its hash. Index entries
 -- whose hash has gone (deleted by hand, or expired by the TTL an earlier
 -- release set, before recovery passed) are removed and skipped.
 
 local stream, group, prefix = KEYS[1], ARGV[1], ARGV[2]
-local max, size = ARGV[3], tonumber(ARGV[4])
+local max, size, budget = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
 local CHUNK = size + 1
 -- Allowance for Redis's clock stepping back between two creates.
 local CLOCK_SLACK_MS = 5000
@@ -73,17 +78,30 @@ local function next_source()
   return best
 end
 
--- The indexes' jobs that still exist, newest first, one more than a page:
--- {seq, fields, jid}.
-local indexed = {}
-while #indexed < CHUNK do
+-- The bytes a job's hash takes: {field, value, ...}.
+local function bytes_of(fields)
+  local bytes = 0
+  for k = 1, #fields do
+    bytes = bytes + #fields[k]
+  end
+  return bytes
+end
+
+-- The indexes' jobs that still exist, newest first, one more than a page
+-- (by count, or by bytes: the first that would not fit): {seq, fields,
+-- jid, bytes}. Running jobs only make the page end sooner.
+local indexed, indexed_bytes, over = {}, 0, false
+while #indexed < CHUNK and not over do
   local source = next_source()
   if not source then break end
   local seq, jid = source.buffer[source.at][1], source.buffer[source.at][2]
   source.at = source.at + 1
   local fields = redis.call('HGETALL', prefix .. ':job:' .. jid)
   if #fields > 0 then
-    indexed[#indexed + 1] = {seq, fields, jid}
+    local bytes = bytes_of(fields)
+    over = #indexed > 0 and indexed_bytes + bytes > budget
+    indexed_bytes = indexed_bytes + bytes
+    indexed[#indexed + 1] = {seq, fields, jid, bytes}
   else
     redis.call('ZREM', source.key, jid)
   end
@@ -98,8 +116,8 @@ if ARGV[5] == '1' and redis.call('EXISTS', stream) == 1 then
     below = tonumber(inclusive and max or string.sub(max, 2))
   end
   local floor, from = -1, '-'
-  if #indexed == CHUNK then
-    local last = indexed[CHUNK]
+  if #indexed == CHUNK or over then
+    local last = indexed[#indexed]
     floor = last[1]
     local created = spec_value(prefix .. ':job:' .. last[3], 'create_time')
     if created then
@@ -131,20 +149,28 @@ if ARGV[5] == '1' and redis.call('EXISTS', stream) == 1 then
   table.sort(running, function(a, b) return a[1] > b[1] end)
 end
 
--- The page: both lists merged by seq.
-local page, i, r = {}, 1, 1
+-- The page: both lists merged by seq, up to the budget.
+local page, bytes, i, r = {}, 0, 1, 1
 while #page < size do
   local from_index = indexed[i]
   local from_running = running[r]
+  local fields, job_bytes
   if from_index and (not from_running or from_index[1] > from_running[1]) then
-    page[#page + 1] = from_index[2]
+    fields, job_bytes = from_index[2], from_index[4]
     i = i + 1
   elseif from_running then
     -- Found RUNNING within this script, so its hash is there.
-    page[#page + 1] = redis.call('HGETALL', prefix .. ':job:' .. from_running[2])
+    fields = redis.call('HGETALL', prefix .. ':job:' .. from_running[2])
+    job_bytes = bytes_of(fields)
     r = r + 1
   else
     return {0, page}
   end
+  if #page > 0 and bytes + job_bytes > budget then
+    -- This job opens the next page.
+    return {1, page}
+  end
+  page[#page + 1] = fields
+  bytes = bytes + job_bytes
 end
 return {(indexed[i] or running[r]) and 1 or 0, page}
