@@ -461,17 +461,6 @@ async fn a_large_load_does_not_hold_up_other_requests() {
     app.stop().await;
 }
 
-/// Puts the app's private Redis out of memory: every command that needs
-/// memory is refused (OOM) until the limit is raised.
-fn out_of_memory(redis: &TestRedis) {
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(1)
-        .query::<()>(&mut redis.connection())
-        .unwrap();
-}
-
 #[tokio::test]
 async fn out_of_memory_a_load_is_503_and_a_clear_still_frees_the_dataset() {
     let app = TestApp::start_on(TestRedis::private(), &[]).await;
@@ -479,7 +468,7 @@ async fn out_of_memory_a_load_is_503_and_a_clear_still_frees_the_dataset() {
         .http_json("POST", "/data", json!([{"id": "a"}, {"id": "b"}]))
         .await;
     assert_eq!(loaded.status, 200);
-    out_of_memory(&app.redis);
+    app.redis.out_of_memory();
 
     let refused = app.http_json("POST", "/data", json!([{"id": "c"}])).await;
     refused.problem(503);

@@ -235,19 +235,27 @@ async fn an_unreachable_rest_gateway_exits_4() {
     let refused = format!("http://127.0.0.1:{}", jobs_testkit::free_port());
     let silent = format!("http://{}", support::silent_listener());
     for (rest, says) in [(&refused, "refused"), (&silent, "no answer within 10s")] {
-        let output = bench_within(
+        rest_bench_exits_4(
             &server.grpc,
-            &["--mode", "rest", "--count", "4", "--rest-url", rest],
+            rest,
+            &[&format!("REST gateway at {rest}"), says],
         )
         .await;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(4), "{rest}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.contains(&format!("REST gateway at {rest}")) && stderr.contains(says),
-            "{stderr}"
-        );
     }
+}
+
+/// `jobs bench --mode rest` against `rest` exits 4 with one line on stderr
+/// that says each of `says`.
+async fn rest_bench_exits_4(grpc: &str, rest: &str, says: &[&str]) {
+    let output = bench_within(
+        grpc,
+        &["--mode", "rest", "--count", "4", "--rest-url", rest],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{rest}: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(says.iter().all(|said| stderr.contains(said)), "{stderr}");
 }
 
 #[tokio::test]
@@ -257,18 +265,7 @@ async fn a_rest_gateway_without_its_redis_exits_4() {
     // As the gateway answers when Redis does not confirm a create in time.
     let slow = format!("http://{}", support::http1_listener("504 Gateway Timeout"));
     for (rest, says) in [(&server.rest, "503"), (&slow, "504")] {
-        let output = bench_within(
-            &server.grpc,
-            &["--mode", "rest", "--count", "4", "--rest-url", rest],
-        )
-        .await;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(4), "{rest}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.contains(&format!("REST gateway at {rest} is unavailable"))
-                && stderr.contains(says),
-            "{stderr}"
-        );
+        let unavailable = format!("REST gateway at {rest} is unavailable");
+        rest_bench_exits_4(&server.grpc, rest, &[&unavailable, says]).await;
     }
 }

@@ -24,21 +24,10 @@ fn records(value: Value) -> NewRecords {
     NewRecords::parse(items).unwrap()
 }
 
-/// Puts a private server out of memory: every command that needs memory
-/// is refused (OOM) until the limit is raised.
-fn out_of_memory(redis: &TestRedis) {
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(1)
-        .query::<()>(&mut redis.connection())
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_transaction_refused_for_lack_of_memory_is_unavailable() {
     let redis = TestRedis::private();
-    out_of_memory(&redis);
+    redis.out_of_memory();
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let err = redis::pipe()
@@ -64,7 +53,7 @@ async fn the_dataset_can_be_cleared_while_redis_is_out_of_memory() {
         .load(&records(json!([{"id": "a"}, {"id": "b"}])))
         .await
         .unwrap();
-    out_of_memory(&redis);
+    redis.out_of_memory();
 
     let err = dataset
         .load(&records(json!([{"id": "c"}])))

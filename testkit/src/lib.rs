@@ -120,6 +120,21 @@ impl TestRedis {
             .expect("connect to the test Redis")
     }
 
+    /// Puts the private server out of memory: every command that needs
+    /// memory is refused (OOM) from now on.
+    pub fn out_of_memory(&self) {
+        assert!(
+            self.server.is_some(),
+            "out_of_memory needs a private server"
+        );
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(1)
+            .query::<()>(&mut self.connection())
+            .expect("CONFIG SET maxmemory");
+    }
+
     /// Zeroes the server's command statistics (`CONFIG RESETSTAT`). Only
     /// meaningful on a [`TestRedis::private`] server: on a shared one other
     /// tests' commands count too.

@@ -29,7 +29,7 @@
 //! another worker takes it at once instead of after its lease.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -790,27 +790,30 @@ fn report_recorded(
     }
     let err = match recorded {
         Ok(recorded) => {
-            for (finished, recorded) in outcomes.iter().zip(recorded) {
-                match recorded {
+            // One pass under one lock: each attempt is let go of (unless a
+            // newer attempt of its job has taken its place) and counted.
+            let mut attempts = lock(running);
+            for (i, finished) in outcomes.iter().enumerate() {
+                let attempt = match attempts.entry(finished.lease.jid()) {
+                    Entry::Occupied(held) if held.get().lease() == &finished.lease => {
+                        Some(held.remove())
+                    }
+                    _ => None,
+                };
+                match recorded.get(i) {
                     // Counted by what Redis made of it, not by what the
                     // handler said: a refused outcome is not an end, and a
                     // job to be retried may have ended CANCELLED instead.
-                    Recorded::Now(status) => {
-                        let attempts = lock(running);
-                        let Some(attempt) = attempts
-                            .get(&finished.lease.jid())
-                            .filter(|attempt| attempt.lease() == &finished.lease)
-                        else {
-                            continue;
-                        };
+                    Some(Recorded::Now(status)) => {
+                        let Some(attempt) = attempt else { continue };
                         match (status, &finished.outcome) {
                             (JobStatus::Queued, Outcome::Failed { .. }) => {
                                 attempt.counts.retries.inc();
                             }
-                            (status, _) => attempt.counts.ended(status),
+                            (status, _) => attempt.counts.ended(*status),
                         }
                     }
-                    Recorded::Refused => {
+                    Some(Recorded::Refused) => {
                         metrics.refused(1);
                         tracing::warn!(
                             jid = %finished.lease.jid(),
@@ -818,9 +821,9 @@ fn report_recorded(
                             "outcome refused: this worker no longer holds the job's lease"
                         );
                     }
+                    None => {}
                 }
             }
-            forget(running, outcomes.iter().map(|finished| &finished.lease));
             return Ok(());
         }
         Err(err) => err,
