@@ -225,14 +225,26 @@ async fn submit(api: &Api, args: SubmitArgs, printer: Printer) -> anyhow::Result
     report_outcome(&outcome, printer)
 }
 
-/// A create that failed with DEADLINE_EXCEEDED may have been made: it
-/// becomes [`Unconfirmed`], whose message says how to repeat it safely.
+/// A create that failed with DEADLINE_EXCEEDED, or got no answer within the
+/// CLI's own wait, may have been made: it becomes [`Unconfirmed`], whose
+/// message says how to repeat it safely.
 fn unconfirmed(err: anyhow::Error, idempotency_key: Option<String>) -> anyhow::Error {
+    if let Some(&no_answer) = err.downcast_ref::<NoAnswer>() {
+        return Unconfirmed {
+            idempotency_key,
+            no_answer: Some(no_answer),
+        }
+        .into();
+    }
     let deadline = err
         .downcast_ref::<tonic::Status>()
         .is_some_and(|status| status.code() == tonic::Code::DeadlineExceeded);
     if deadline {
-        return Unconfirmed { idempotency_key }.into();
+        return Unconfirmed {
+            idempotency_key,
+            no_answer: None,
+        }
+        .into();
     }
     err
 }

@@ -49,7 +49,7 @@ impl std::error::Error for JobEnded {}
 
 /// A gRPC call that got no answer in time: the server accepted the
 /// connection but said nothing (a hung process, or not a Jobs server).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("no answer within {}s", .0.as_secs())]
 pub(crate) struct NoAnswer(pub(crate) Duration);
 
@@ -87,14 +87,18 @@ pub(crate) struct RestUnavailable {
     pub(crate) detail: String,
 }
 
-/// A create the server could not confirm (DEADLINE_EXCEEDED): the job may
-/// exist. Only a repeat under the same idempotency key is safe, so the
-/// message names the flag rather than the server's field.
+/// A create the server could not confirm (DEADLINE_EXCEEDED), or that got
+/// no answer in time: the job may exist. Only a repeat under the same
+/// idempotency key is safe, so the message names the flag rather than the
+/// server's field.
 #[derive(Debug, thiserror::Error)]
 #[error("the server did not confirm in time that the job was created")]
 pub(crate) struct Unconfirmed {
     /// `--idempotency-key`, when one was given.
     pub(crate) idempotency_key: Option<String>,
+    /// The CLI's own wait, when it gave up on the answer rather than the
+    /// server on Redis's.
+    pub(crate) no_answer: Option<NoAnswer>,
 }
 
 /// `--server` / `JOBS_SERVER` is not an address `jobs` can dial; a usage
@@ -146,13 +150,20 @@ pub(crate) fn message(err: &anyhow::Error, server: &str, token_sent: bool) -> St
         );
     }
     if let Some(unconfirmed) = err.downcast_ref::<Unconfirmed>() {
+        let what = match &unconfirmed.no_answer {
+            Some(NoAnswer(after)) => format!(
+                "the server at {server} did not answer within {}s, so the job may have been created",
+                after.as_secs()
+            ),
+            None => format!("{unconfirmed}: it may have been"),
+        };
         return match &unconfirmed.idempotency_key {
             Some(key) => format!(
-                "error: {unconfirmed}: it may have been. Run the same submit again, with the same --idempotency-key {}, to be sure it is created once",
+                "error: {what}. Run the same submit again, with the same --idempotency-key {}, to be sure it is created once",
                 one_line(key)
             ),
             None => format!(
-                "error: {unconfirmed}: it may have been. Look for it (jobs list) before submitting again; a submit with --idempotency-key is safe to repeat"
+                "error: {what}. Look for it (jobs list) before submitting again; a submit with --idempotency-key is safe to repeat"
             ),
         };
     }
@@ -311,16 +322,31 @@ mod tests {
     fn an_unconfirmed_create_says_how_to_repeat_it_safely() {
         let keyed = anyhow::Error::from(Unconfirmed {
             idempotency_key: Some("nightly".into()),
+            no_answer: None,
         });
         assert_eq!(exit_code(&keyed), exit::UNREACHABLE);
         assert!(message(&keyed, SERVER, false).contains("with the same --idempotency-key nightly"));
         let bare = anyhow::Error::from(Unconfirmed {
             idempotency_key: None,
+            no_answer: None,
         });
         assert_eq!(exit_code(&bare), exit::UNREACHABLE);
         let line = message(&bare, SERVER, false);
         assert!(
             line.contains("may have been") && line.contains("with --idempotency-key is safe"),
+            "{line}"
+        );
+        // The CLI's own wait ran out: the request may have reached it too.
+        let silent = anyhow::Error::from(Unconfirmed {
+            idempotency_key: Some("nightly".into()),
+            no_answer: Some(NoAnswer(std::time::Duration::from_secs(10))),
+        });
+        assert_eq!(exit_code(&silent), exit::UNREACHABLE);
+        let line = message(&silent, SERVER, false);
+        assert!(
+            line.contains("did not answer within 10s")
+                && line.contains("may have been created")
+                && line.contains("--idempotency-key nightly"),
             "{line}"
         );
     }
