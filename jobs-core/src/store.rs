@@ -346,9 +346,10 @@ pub fn check_batch_size(len: usize) -> Result<(), ValidationError> {
 enum Saved {
     /// Every job, created or replayed, in order.
     Jobs(Vec<Created>),
-    /// The idempotency key of the job at this index was used for a different
-    /// job; nothing was written.
-    KeyReused(usize),
+    /// The idempotency key of the job at this index (or, `None`, the
+    /// batch's own key) was used for a different submission; nothing was
+    /// written.
+    KeyReused(Option<usize>),
 }
 
 /// A part of `create.lua`'s reply, as `T`.
@@ -580,7 +581,7 @@ impl Store {
     }
 
     async fn create_alone(&self, new: &NewJob) -> Result<Created> {
-        match self.save(std::slice::from_ref(new)).await? {
+        match self.save(std::slice::from_ref(new), None).await? {
             Saved::Jobs(mut created) => created.pop().ok_or_else(|| odd_create_reply("no job")),
             Saved::KeyReused(_) => Err(key_reused("idempotency_key")),
         }
@@ -605,7 +606,7 @@ impl Store {
         let _slot = Slot(&self.group);
         loop {
             let (jobs, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-            let saved = self.save(&jobs).await;
+            let saved = self.save(&jobs, None).await;
             match saved {
                 Ok(Saved::Jobs(created)) if created.len() == jobs.len() => {
                     for (answer, created) in answers.into_iter().zip(created) {
@@ -641,15 +642,34 @@ impl Store {
     /// different job, nothing is stored and the error names that job
     /// (`[3].idempotency_key`). At most [`MAX_BATCH_JOBS`] jobs.
     pub async fn create_many(&self, jobs: &[NewJob]) -> Result<Vec<Created>> {
+        self.create_batch(jobs, None).await
+    }
+
+    /// [`Store::create_many`] for a batch submitted under one idempotency
+    /// key, `key`, whose jobs carry keys of their own derived from it (REST's
+    /// array under one `Idempotency-Key`). A repeat of the same batch
+    /// returns its jobs; `key` used for any other batch, or for a single job,
+    /// is refused (`idempotency_key`) and nothing is stored.
+    pub async fn create_many_under(&self, key: &str, jobs: &[NewJob]) -> Result<Vec<Created>> {
+        self.create_batch(jobs, Some(key)).await
+    }
+
+    async fn create_batch(&self, jobs: &[NewJob], key: Option<&str>) -> Result<Vec<Created>> {
         check_batch_size(jobs.len())?;
-        match self.save(jobs).await? {
+        match self.save(jobs, key).await? {
             Saved::Jobs(created) => Ok(created),
-            Saved::KeyReused(index) => Err(key_reused(&format!("[{index}].idempotency_key"))),
+            Saved::KeyReused(Some(index)) => Err(key_reused(&format!("[{index}].idempotency_key"))),
+            Saved::KeyReused(None) => Err(ValidationError::new(
+                "idempotency_key",
+                "already used for a different submission within the idempotency window",
+            )
+            .into()),
         }
     }
 
-    /// Runs `create.lua` for the batch.
-    async fn save(&self, jobs: &[NewJob]) -> Result<Saved> {
+    /// Runs `create.lua` for the batch; `batch_key` is the key it was
+    /// submitted under as a whole, if any.
+    async fn save(&self, jobs: &[NewJob], batch_key: Option<&str>) -> Result<Saved> {
         let idempotency_ttl_ms = self.defaults.idempotency_ttl_secs.saturating_mul(1000);
         let mut invocation = scripts::CREATE.prepare_invoke();
         invocation
@@ -678,6 +698,9 @@ impl Store {
                 .arg(new.trace_parent().map_or("", |parent| parent.as_str()));
             prepared.push(job);
         }
+        if let Some(key) = batch_key {
+            invocation.key(self.keys.idempotency(key));
+        }
         let mut conn = self.conn.get().await?;
         let reply: Vec<redis::Value> = match invocation.invoke_async(&mut conn).await {
             Ok(reply) => reply,
@@ -703,9 +726,12 @@ impl Store {
         let outcome: String = create_reply(reply.next())?;
         let second: String = create_reply(reply.next())?;
         if outcome == "mismatch" {
-            return Ok(Saved::KeyReused(
+            if second == "batch" {
+                return Ok(Saved::KeyReused(None));
+            }
+            return Ok(Saved::KeyReused(Some(
                 second.parse().map_err(|_| odd_create_reply(&second))?,
-            ));
+            )));
         }
         let create_time = second
             .parse::<i64>()

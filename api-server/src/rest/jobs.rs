@@ -489,7 +489,8 @@ pub(crate) enum Created {
 /// checked first: one bad job refuses the whole array, naming it by its
 /// index (`[3].end`), and nothing is stored. With an `Idempotency-Key`, job
 /// `i` of the array gets the key `{key}#{i}`, so repeating the same array
-/// returns the same jobs (200 when none was new).
+/// returns the same jobs (200 when none was new); the key used for another
+/// array, or for a single job, is refused and nothing is stored.
 #[utoipa::path(
     post, path = "/jobs", operation_id = "create_job", tag = TAG_JOBS,
     request_body(content = CreateBody, content_type = "application/json"),
@@ -497,7 +498,7 @@ pub(crate) enum Created {
         ("Idempotency-Key" = Option<String>, Header, max_length = 255,
             description = "Makes the request safe to repeat: a repeat with the same key (within \
                 `JOBS_IDEMPOTENCY_TTL_SECS`) returns the job first created, with 200; the same key \
-                with another job is refused. 1 to 255 printable ASCII characters: letters, digits, \
+                with another job, or another array, is refused. 1 to 255 printable ASCII characters: letters, digits, \
                 punctuation and spaces, no tab or other control character (for an array, 251, as job \
                 `i` gets the key `{key}#{i}`). Spaces around the value are not part of it."),
     ),
@@ -610,11 +611,11 @@ async fn create_many(
         }
         batch.push(new);
     }
-    let created = state
-        .store
-        .create_many(&batch)
-        .await
-        .map_err(create_problem)?;
+    let created = match key {
+        Some(key) => state.store.create_many_under(key, &batch).await,
+        None => state.store.create_many(&batch).await,
+    }
+    .map_err(create_problem)?;
     let replayed = created.iter().all(|created| created.replayed);
     let mut jobs = Vec::with_capacity(created.len());
     for created in created {

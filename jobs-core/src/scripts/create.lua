@@ -10,6 +10,12 @@
 -- then for job i (from 0), two keys:
 -- KEYS[4+2i]  job hash              {prefix}:job:{jid}
 -- KEYS[5+2i]  idempotency record    {prefix}:idem:{key} (unused when its key is "")
+-- and, after the jobs' keys, optionally:
+-- KEYS[4+2n]  idempotency record of the whole batch, when it was submitted
+--          under one key (REST's array under one Idempotency-Key; its jobs
+--          carry {key}#{i}): its fingerprint covers every job and their
+--          number, so the key cannot replay some jobs of another batch and
+--          create the rest, nor serve a single job too
 -- ARGV[1]  key prefix
 -- ARGV[2]  how long an idempotency key is remembered, in milliseconds
 -- then for job i, nine values from ARGV[3+9i]:
@@ -25,7 +31,8 @@
 -- batch). One value per created job, not a nested pair: parsing the reply
 -- is a good part of what a create costs the API.
 -- Returns {"mismatch", "i"} (i from 0), and writes nothing, when job i's key
--- was used with other parameters. Times are microseconds since the Unix
+-- was used with other parameters; {"mismatch", "batch"} when the batch's
+-- key was used for another batch, or for a single job. Times are microseconds since the Unix
 -- epoch on Redis's clock.
 
 local PER_JOB = 9
@@ -42,6 +49,19 @@ end
 
 -- First pass: refuse the batch before any write if a key is taken by
 -- another submission, in Redis or earlier in this batch.
+local batch_key = KEYS[4 + 2 * count]
+local batch_print, batch_seen
+if batch_key then
+  local parts = {'batch'}
+  for i = 0, count - 1 do
+    parts[#parts + 1] = fingerprint(i)
+  end
+  batch_print = redis.sha1hex(table.concat(parts, '\n'))
+  batch_seen = redis.call('HGET', batch_key, 'fingerprint')
+  if batch_seen and batch_seen ~= batch_print then
+    return {'mismatch', 'batch'}
+  end
+end
 local prints = {}
 local in_batch = {}
 for i = 0, count - 1 do
@@ -86,13 +106,14 @@ local replies = {'ok', now}
 local seq = redis.call('INCRBY', KEYS[2], string.format('%d', count)) - count
 local indexed = {}
 
+local first_jid
 for i = 0, count - 1 do
   local job_key = KEYS[4 + 2 * i]
   local idem_key = KEYS[5 + 2 * i]
   local jid = arg(i, 1)
-  local existing
+  local existing, seen
   if prints[i] then
-    local seen = redis.call('HGET', idem_key, 'jid')
+    seen = redis.call('HGET', idem_key, 'jid')
     -- A job past its retention is gone; its key then creates a new one.
     if seen then
       local fields = redis.call('HGETALL', ARGV[1] .. ':job:' .. seen)
@@ -102,6 +123,7 @@ for i = 0, count - 1 do
     end
   end
 
+  if i == 0 then first_jid = existing and seen or jid end
   if existing then
     replies[#replies + 1] = existing
   else
@@ -128,6 +150,13 @@ end
 
 if #indexed > 0 then
   redis.call('ZADD', KEYS[3], unpack(indexed))
+end
+-- Written once, as a job's record is: a replay leaves its window as it was.
+-- Its jid (the batch's first job) is what makes a single job under the
+-- same key look for it, and find it taken.
+if batch_key and not batch_seen then
+  redis.call('HSET', batch_key, 'jid', first_jid, 'fingerprint', batch_print)
+  redis.call('PEXPIRE', batch_key, ARGV[2])
 end
 
 return replies
