@@ -65,33 +65,37 @@ for _, entry in ipairs(claimed[2]) do
       -- Its cancellation was requested while it ran: it ends CANCELLED, as
       -- cancel.lua ends a queued job, whatever attempts it had left.
       local cancel = s[8] == '1'
-      if attempts >= max_attempts and not cancel then
+      -- The status it ends with, or nil when it is queued again.
+      local ends
+      if cancel then
+        ends = 'CANCELLED'
+      elseif attempts >= max_attempts then
+        ends = 'ERROR'
+      end
+      if ends == 'ERROR' then
         -- The last attempt stays in the hash's own fields, as in finish.lua.
         redis.call('HSET', key, 'status', 'ERROR', 'end_time', now, 'outcome', 'LOST',
           'error', err)
-        redis.call('ZADD', prefix .. ':status:ERROR', s[3], jid)
-        redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), jid)
         failed = failed + 1
-        ended[#ended + 1] = spec_value(key, 'kind') or ''
-        ended[#ended + 1] = 'ERROR'
       else
         local entry = {number = attempts, worker = s[5], start_time = s[6],
           end_time = now, outcome = 'LOST', error = err}
-        redis.call('HSET', key, 'status', cancel and 'CANCELLED' or 'QUEUED', 'progress', 0,
+        redis.call('HSET', key, 'status', ends or 'QUEUED', 'progress', 0,
           'error', cancel and CANCELLED_BY_REQUEST or err, 'history', with_attempt(s[7], entry))
         redis.call('HDEL', key, 'lease_until', 'worker')
-        if cancel then
+        if ends then
           redis.call('HSET', key, 'end_time', now)
-          redis.call('ZADD', prefix .. ':status:CANCELLED', s[3], jid)
-          redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), jid)
           cancelled = cancelled + 1
-          ended[#ended + 1] = spec_value(key, 'kind') or ''
-          ended[#ended + 1] = 'CANCELLED'
         else
-          redis.call('ZADD', prefix .. ':status:QUEUED', s[3], jid)
           redis.call('XADD', KEYS[1], '*', 'jid', jid)
           requeued = requeued + 1
         end
+      end
+      redis.call('ZADD', prefix .. ':status:' .. (ends or 'QUEUED'), s[3], jid)
+      if ends then
+        redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), jid)
+        ended[#ended + 1] = spec_value(key, 'kind') or ''
+        ended[#ended + 1] = ends
       end
       redis.call('HINCRBY', key, 'version', 1)
       redis.call('PUBLISH', prefix .. ':events:' .. jid,
