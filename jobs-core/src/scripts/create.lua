@@ -51,10 +51,15 @@ end
 -- another submission, in Redis or earlier in this batch.
 local batch_key = KEYS[4 + 2 * count]
 local batch_print, batch_seen
+-- Every job's fingerprint, when the batch has a key: computed once, for the
+-- batch's and for the jobs' own checks.
+local job_prints
 if batch_key then
+  job_prints = {}
   local parts = {'batch'}
   for i = 0, count - 1 do
-    parts[#parts + 1] = fingerprint(i)
+    job_prints[i] = fingerprint(i)
+    parts[#parts + 1] = job_prints[i]
   end
   batch_print = redis.sha1hex(table.concat(parts, '\n'))
   batch_seen = redis.call('HGET', batch_key, 'fingerprint')
@@ -67,7 +72,7 @@ local in_batch = {}
 for i = 0, count - 1 do
   local key = arg(i, 8)
   if key ~= '' then
-    prints[i] = fingerprint(i)
+    prints[i] = job_prints and job_prints[i] or fingerprint(i)
     local earlier = in_batch[key]
     if earlier then
       if earlier ~= prints[i] then
