@@ -22,20 +22,16 @@
 //! A load may take longer than a single command: the timeout
 //! (`JOBS_REDIS_TIMEOUT_MS`) plus a second per MiB of records.
 //!
-//! A clear is one script (count, then `UNLINK`), not a transaction: out of
-//! memory, Redis refuses every command queued in a transaction, but runs a
-//! script's deletes, so a clear can still free the memory then.
+//! A clear is one script (`clear_data.lua`), not a transaction, so that it
+//! can still free memory when Redis is out of it.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    sync::{Arc, LazyLock},
-    time::Duration,
-};
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use serde_json::Value;
 
-use crate::{Error, RedisConfig, Result, ValidationError, integer_text, store::LazyConnection};
+use crate::{
+    Error, RedisConfig, Result, ValidationError, integer_text, scripts, store::LazyConnection,
+};
 
 /// A record: a JSON object with an `id` field.
 pub type Record = serde_json::Map<String, Value>;
@@ -58,16 +54,6 @@ const BULK_TIME_PER_MIB: Duration = Duration::from_secs(1);
 /// A limit on the bulk connection's calls that is never reached: each has a
 /// deadline of its own, set by its size ([`Dataset::load`]).
 const BULK_BACKSTOP: Duration = Duration::from_secs(24 * 3600);
-
-/// Counts the records and deletes the dataset, in one step (see the module
-/// documentation for why a script). KEYS: records, order. Returns the count.
-static CLEAR: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "local count = redis.call('ZCARD', KEYS[2])\n\
-         redis.call('UNLINK', KEYS[1], KEYS[2])\n\
-         return count",
-    )
-});
 
 /// A record's id: its `id` field (a string, or a whole number, as its
 /// canonical decimal text: `7.0` is `7`), or a random UUID when it has none.
@@ -469,7 +455,7 @@ impl Dataset {
     /// single command's timeout.
     pub async fn clear(&self) -> Result<u64> {
         let mut conn = self.conn.get().await?;
-        let count: u64 = CLEAR
+        let count: u64 = scripts::CLEAR_DATA
             .key(&self.keys.records)
             .key(&self.keys.order)
             .invoke_async(&mut conn)

@@ -28,3 +28,4 @@ script!(RENEW, "renew.lua");
 script!(RECOVER, "recover.lua");
 script!(TAKE_UP, "take_up.lua");
 script!(STATS, "stats.lua");
+script!(CLEAR_DATA, "clear_data.lua");
