@@ -22,12 +22,17 @@ impl BearerToken {
     /// too treats an empty token as none).
     pub(crate) fn new(token: Option<&str>) -> Result<Self, BadToken> {
         let Some(token) = token.filter(|token| !token.is_empty()) else {
-            return Ok(Self(None));
+            return Ok(Self::none());
         };
         let mut value = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| BadToken)?;
         // Keeps the token out of HTTP/2 header compression tables.
         value.set_sensitive(true);
         Ok(Self(Some(value)))
+    }
+
+    /// No token: calls carry no `authorization` header.
+    pub(crate) fn none() -> Self {
+        Self(None)
     }
 
     /// The `authorization` header's value, `Bearer <token>`, for a client

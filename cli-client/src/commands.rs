@@ -58,34 +58,26 @@ pub(crate) type DataClient = DataServiceClient<Authed>;
 /// line on stderr.
 pub async fn run(cli: Cli) -> ExitCode {
     let printer = Printer::new(cli.output);
-    // Needs no server, so it works whatever JOBS_SERVER holds.
-    if let Command::Completions { shell } = cli.command {
-        return exit_with(completions(shell, printer), &cli.server, false);
-    }
+    // `completions` dials nothing, so it works whatever JOBS_SERVER and
+    // JOBS_API_TOKEN hold.
+    let dials = !matches!(cli.command, Command::Completions { .. });
     let server = match cli::parse_http_url(&cli.server) {
         Ok(server) => server,
-        Err(reason) => return fail(&BadServer(reason).into(), &cli.server, false),
+        Err(reason) if dials => return fail(&BadServer(reason).into(), &cli.server, false),
+        Err(_) => cli.server,
     };
     let token = match BearerToken::new(cli.token.as_deref()) {
         Ok(token) => token,
-        Err(err) => return fail(&err.into(), &server, false),
+        Err(err) if dials => return fail(&err.into(), &server, false),
+        Err(_) => BearerToken::none(),
     };
     let api = Api { server, token };
-    exit_with(
-        execute(cli.command, &api, printer).await,
-        &api.server,
-        api.token.is_set(),
-    )
-}
-
-/// The exit code of a command's outcome, printing any error.
-fn exit_with(ran: anyhow::Result<()>, server: &str, token_sent: bool) -> ExitCode {
-    match ran {
+    match execute(cli.command, &api, printer).await {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of stdout has gone (`jobs list | head -1`): nothing
         // is wrong and nobody is left to tell.
         Err(err) if errors::is_broken_pipe(&err) => ExitCode::SUCCESS,
-        Err(err) => fail(&err, server, token_sent),
+        Err(err) => fail(&err, &api.server, api.token.is_set()),
     }
 }
 

@@ -500,6 +500,15 @@ async fn health_and_completions_speak_json_too() {
     let script = jobs("https://jobs.example:443", &["completions", "bash"]).await;
     assert_code(&script, 0);
     assert!(stdout(&script).contains("complete -F _jobs"));
+    // Nor a token no header could carry.
+    let script = jobs_with(
+        &nowhere,
+        &["completions", "bash"],
+        &[("JOBS_API_TOKEN", "bad\u{1}token")],
+        None,
+    )
+    .await;
+    assert_code(&script, 0);
 }
 
 #[tokio::test]
