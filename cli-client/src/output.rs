@@ -219,40 +219,13 @@ impl Printer {
     /// a row per record; long values are cut, and missing ones are `-`.
     pub(crate) fn record_table(self, records: &[Record]) -> Vec<String> {
         let keys = record_keys(records);
-        let rows: Vec<Vec<String>> = records
-            .iter()
-            .map(|record| {
-                keys.iter()
-                    .map(|key| record.get(*key).map_or_else(|| "-".to_owned(), cell_text))
-                    .collect()
-            })
-            .collect();
-        let widths: Vec<usize> = keys
-            .iter()
-            .enumerate()
-            .map(|(column, key)| {
-                rows.iter()
-                    .map(|row| row[column].chars().count())
-                    .chain([key.chars().count()])
-                    .max()
-                    .unwrap_or_default()
-            })
-            .collect();
-        let line = |cells: Vec<&str>| {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:width$}"))
-                .collect();
-            padded.join("  ").trim_end().to_owned()
-        };
-        let header: Vec<String> = keys.iter().map(|key| printable(key)).collect();
-        let mut lines = vec![line(header.iter().map(String::as_str).collect())];
-        lines.extend(
-            rows.iter()
-                .map(|row| line(row.iter().map(String::as_str).collect())),
-        );
-        lines
+        let mut rows = vec![keys.iter().map(|key| printable(key)).collect::<Vec<_>>()];
+        rows.extend(records.iter().map(|record| {
+            keys.iter()
+                .map(|key| record.get(*key).map_or_else(|| "-".to_owned(), cell_text))
+                .collect()
+        }));
+        aligned(&rows)
     }
 }
 
@@ -391,55 +364,54 @@ fn history_table(history: &[pb::JobAttempt]) -> Vec<String> {
     if history.is_empty() {
         return Vec::new();
     }
-    let rows: Vec<[String; 5]> = history
-        .iter()
-        .map(|attempt| {
-            let took = match (
-                attempt.start_time.as_ref().and_then(to_chrono),
-                attempt.end_time.as_ref().and_then(to_chrono),
-            ) {
-                (Some(start), Some(end)) => human_duration(end - start),
-                _ => "-".to_owned(),
-            };
-            [
-                // 0 is a run handed back at shutdown, which does not count.
-                match attempt.number {
-                    0 => "-".to_owned(),
-                    n => n.to_string(),
-                },
-                printable(&attempt.outcome),
-                printable(&attempt.worker),
-                time_text(attempt.start_time.as_ref()),
-                took,
-            ]
-        })
-        .collect();
-    let header = ["#", "OUTCOME", "WORKER", "STARTED", "DURATION"];
-    let widths: Vec<usize> = (0..header.len())
+    let header = ["#", "OUTCOME", "WORKER", "STARTED", "DURATION", "ERROR"];
+    let mut rows = vec![header.map(str::to_owned).to_vec()];
+    rows.extend(history.iter().map(|attempt| {
+        let took = match (
+            attempt.start_time.as_ref().and_then(to_chrono),
+            attempt.end_time.as_ref().and_then(to_chrono),
+        ) {
+            (Some(start), Some(end)) => human_duration(end - start),
+            _ => "-".to_owned(),
+        };
+        vec![
+            // 0 is a run handed back at shutdown, which does not count.
+            match attempt.number {
+                0 => "-".to_owned(),
+                n => n.to_string(),
+            },
+            printable(&attempt.outcome),
+            printable(&attempt.worker),
+            time_text(attempt.start_time.as_ref()),
+            took,
+            printable(&attempt.error),
+        ]
+    }));
+    aligned(&rows)
+}
+
+/// `rows` (a header first) as lines whose columns line up, two spaces
+/// apart, with nothing trailing.
+fn aligned(rows: &[Vec<String>]) -> Vec<String> {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|column| {
             rows.iter()
                 .map(|row| row[column].chars().count())
-                .chain([header[column].len()])
                 .max()
                 .unwrap_or_default()
         })
         .collect();
-    let line = |cells: &[&str], error: &str| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
-            .collect();
-        format!("{}  {error}", padded.join("  "))
-            .trim_end()
-            .to_owned()
-    };
-    let mut lines = vec![line(&header, "ERROR")];
-    for (attempt, row) in history.iter().zip(&rows) {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        lines.push(line(&cells, &printable(&attempt.error)));
-    }
-    lines
+    rows.iter()
+        .map(|row| {
+            let padded: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:width$}"))
+                .collect();
+            padded.join("  ").trim_end().to_owned()
+        })
+        .collect()
 }
 
 /// A finished job's outcome as JSON: `result` on success (big integers as
